@@ -46,3 +46,5 @@ ExecStartPre=/usr/sbin/sshd -t
 UNIT
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb
 tar -C "$rootfs" -c . | podman import --change 'CMD ["/sbin/init"]' - "$image"
+# Molecule scenarios name the newest lab image by this tag.
+podman tag "$image" localhost/wrinklefree-lab:latest
