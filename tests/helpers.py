@@ -1,0 +1,98 @@
+"""Shared helpers for the test suite: paths, environment, and running playbooks."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import ansible_runner
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTAINERS_CONF = ROOT / "tests" / "lab" / "containers.conf"
+
+
+def env(**extra: str) -> dict[str, str]:
+    """Environment for child processes: the venv first, no colour, the lab's podman config."""
+    result = dict(os.environ)
+    result.update(
+        PATH=f"{ROOT / '.venv' / 'bin'}{os.pathsep}{result.get('PATH', '')}",
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_NOCOLOR="1",
+        NO_COLOR="1",
+        PY_COLORS="0",
+        CONTAINERS_CONF=str(CONTAINERS_CONF),
+    )
+    result.update(extra)
+    return result
+
+
+def run(*args: str | os.PathLike, cwd: Path = ROOT, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """Run a command with the suite's environment, capturing text output."""
+    proc = subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=kwargs.pop("env", env()), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False, **kwargs,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout[-6000:]}")
+    return proc
+
+
+def playbook(path: str, inventory: str | os.PathLike, *, extravars: dict | None = None,
+             cmdline: str = "", limit: str | None = None) -> ansible_runner.Runner:
+    """Run a playbook of this repository through ansible-runner and return the finished runner.
+
+    Callers read `runner.stats` (changed/failures/dark per host) and `runner.events`, never the
+    text output, which is only kept for messages.
+    """
+    return ansible_runner.run(
+        private_data_dir=tempfile.mkdtemp(prefix="wf-runner-"),
+        project_dir=str(ROOT),
+        playbook=str(ROOT / path),
+        inventory=str(inventory),
+        extravars=extravars or {},
+        cmdline=cmdline or None,
+        limit=limit,
+        envvars=env(),
+        quiet=True,
+        rotate_artifacts=1,
+    )
+
+
+def adhoc(module: str, args: str, inventory: str | os.PathLike, *, pattern: str = "all",
+          cmdline: str = "") -> ansible_runner.Runner:
+    """Run one module on hosts through ansible-runner (an ad-hoc command)."""
+    return ansible_runner.run(
+        private_data_dir=tempfile.mkdtemp(prefix="wf-runner-"),
+        project_dir=str(ROOT),
+        module=module,
+        module_args=args,
+        host_pattern=pattern,
+        inventory=str(inventory),
+        cmdline=cmdline or None,
+        envvars=env(),
+        quiet=True,
+        rotate_artifacts=1,
+    )
+
+
+def output(runner: ansible_runner.Runner) -> str:
+    """The runner's text output, for messages and assertions on error wording."""
+    return runner.stdout.read()
+
+
+def changed_hosts(runner: ansible_runner.Runner) -> dict[str, int]:
+    """Hosts with a non-zero changed count in the play recap."""
+    return {host: n for host, n in (runner.stats or {}).get("changed", {}).items() if n}
+
+
+RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def recap_changed(text: str) -> dict[str, int]:
+    """Changed counts from a PLAY RECAP printed by a tool we do not drive through ansible-runner
+    (Molecule)."""
+    return {m.group(1): int(m.group(3)) for m in RECAP.finditer(text)}

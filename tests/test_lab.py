@@ -1,0 +1,42 @@
+"""The README's main job on a lab of its own: site.yml converges 3 real hosts, then a second
+run and a check-mode run change nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import adhoc, changed_hosts, output, playbook
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def converged(lab):
+    runner = playbook("playbooks/site.yml", lab)
+    assert runner.rc == 0, output(runner)[-6000:]
+    return runner
+
+
+def test_first_run_changes_every_host(converged):
+    assert sorted(changed_hosts(converged)) == ["wf-test-1", "wf-test-2", "wf-test-3"]
+
+
+def test_second_run_changes_nothing(lab, converged):
+    runner = playbook("playbooks/site.yml", lab)
+    assert runner.rc == 0, output(runner)[-6000:]
+    assert changed_hosts(runner) == {}, output(runner)[-6000:]
+
+
+def test_check_diff_on_converged_lab_changes_nothing(lab, converged):
+    runner = playbook("playbooks/site.yml", lab, cmdline="--check --diff")
+    assert runner.rc == 0, output(runner)[-6000:]
+    assert changed_hosts(runner) == {}, output(runner)[-6000:]
+
+
+def test_admin_user_reaches_every_host_over_ssh(lab, converged):
+    """The admin account the base role made works for Ansible itself (key login plus sudo)."""
+    runner = adhoc("ansible.builtin.command", "id -un", lab, cmdline="--become -e ansible_user=deploy")
+    assert runner.rc == 0, output(runner)[-6000:]
+    users = {e["event_data"]["host"]: e["event_data"]["res"]["stdout"]
+             for e in runner.events if e["event"] == "runner_on_ok"}
+    assert users == {"wf-test-1": "root", "wf-test-2": "root", "wf-test-3": "root"}

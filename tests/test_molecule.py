@@ -1,0 +1,30 @@
+"""Every Molecule scenario: create, converge, idempotence, a check-mode run that must report no
+change on the converged hosts, verify, destroy."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import ROOT, recap_changed, run
+
+SCENARIOS = sorted((p.parent.parent.parent, p.parent.name) for p in ROOT.glob("roles/*/molecule/*/molecule.yml"))
+
+
+@pytest.mark.molecule
+@pytest.mark.parametrize("role_dir,scenario", SCENARIOS, ids=lambda v: getattr(v, "name", v))
+def test_scenario(lab_image, role_dir, scenario):
+    def molecule(*args, check=True):
+        return run("molecule", *args[:1], "-s", scenario, *args[1:], cwd=role_dir, check=check)
+
+    try:
+        molecule("destroy")
+        molecule("create")
+        molecule("prepare")
+        molecule("converge")
+        molecule("idempotence")
+        check_run = molecule("converge", "--", "--check", "--diff")
+        changed = recap_changed(check_run.stdout)
+        assert changed and not any(changed.values()), f"check mode reported changes: {changed}"
+        molecule("verify")
+    finally:
+        molecule("destroy", check=False)

@@ -1,0 +1,51 @@
+"""Static checks: syntax of every playbook, linters, collection minimums, plugin docs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from ansible.module_utils.compat.version import LooseVersion
+
+from helpers import ROOT, run
+
+PLAYBOOKS = sorted(
+    p.relative_to(ROOT) for p in (ROOT / "playbooks").rglob("*.yml")
+    if p.parent.name != "tasks" and p.name != "vars.yml"
+)
+
+
+@pytest.mark.parametrize("path", PLAYBOOKS, ids=str)
+def test_playbook_syntax(path):
+    run("ansible-playbook", "--syntax-check", path)
+
+
+def test_yamllint():
+    run("yamllint", "--strict", ".")
+
+
+def test_ansible_lint_production_profile():
+    run("ansible-lint", "--nocolor", "--profile", "production")
+
+
+def test_installed_collections_satisfy_requirements():
+    wanted = yaml.safe_load((ROOT / "requirements.yml").read_text())["collections"]
+    installed = json.loads(run("ansible-galaxy", "collection", "list", "--format", "json").stdout)
+    versions = {name: info["version"] for path in installed.values() for name, info in path.items()}
+    for item in wanted:
+        minimum = item["version"].removeprefix(">=")
+        assert item["name"] in versions, f"{item['name']} is not installed"
+        assert LooseVersion(versions[item["name"]]) >= LooseVersion(minimum), (
+            f"{item['name']} {versions[item['name']]} < {minimum}"
+        )
+
+
+def test_filter_docs_render():
+    out = run("ansible-doc", "-t", "filter", "unknown_role_vars").stdout
+    assert "did you mean" in out or "closest declared name" in out
+
+
+def test_role_argument_specs_render():
+    out = run("ansible-doc", "-t", "role", "-r", "roles", "base").stdout
+    assert "base_firewall_allow" in out
