@@ -1,0 +1,336 @@
+"""A local fake of the Hetzner Cloud API (v1) and the Robot webservice, at the HTTP boundary.
+
+It speaks the documented JSON: Cloud pagination (`meta.pagination`), label selectors, Bearer
+auth, `RateLimit-*` headers, error bodies `{"error": {"code", "message", "details"}}` and 429
+`rate_limit_exceeded`; Robot's `[{"server": {...}}]` lists, Basic auth, and its 403
+`RATE_LIMIT_EXCEEDED` with `max_request`/`interval`. Faults (5xx, malformed JSON, rate limits)
+are injected per API, and every request is counted, so tests can assert what a client did.
+
+    fake = FakeHetzner(cloud_servers=make_cloud_servers(10), robot_servers=make_robot_servers(2))
+    fake.start()   # fake.cloud_url, fake.robot_url on 127.0.0.1
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+CLOUD_TOKEN = "fake-cloud-token-0123456789abcdef"
+ROBOT_USER = "#ws+fakeuser"
+ROBOT_PASSWORD = "fake-robot-password"
+
+LOCATIONS = {
+    "fsn1": ("Falkenstein", "DE", "eu-central"),
+    "nbg1": ("Nuremberg", "DE", "eu-central"),
+    "hel1": ("Helsinki", "FI", "eu-central"),
+}
+SERVER_TYPES = {
+    "cx22": (2, 4.0, 40, "shared", "x86"),
+    "ccx33": (8, 32.0, 240, "dedicated", "x86"),
+    "cax31": (8, 16.0, 160, "shared", "arm"),
+}
+NETWORK = {"id": 4711, "name": "fleet", "ip_range": "10.0.0.0/16", "labels": {}, "protected": False,
+           "subnets": [{"type": "cloud", "ip_range": "10.0.0.0/16", "network_zone": "eu-central",
+                        "gateway": "10.0.0.1", "vswitch_id": None}],
+           "routes": [], "servers": [], "load_balancers": [], "expose_routes_to_vswitch": False,
+           "created": "2026-01-01T00:00:00+00:00"}
+ROBOT_PRODUCTS = ["AX41-NVMe", "AX52", "AX102", "AX162-R"]
+
+
+def _address(index: int) -> str:
+    """Public IPv4 addresses from 198.18.0.0/15, the range reserved for benchmark tests."""
+    return f"198.{18 + index // 65024}.{index // 254 % 256}.{index % 254 + 1}"
+
+
+def _location(name: str) -> dict:
+    city, country, zone = LOCATIONS[name]
+    return {"id": 1 + list(LOCATIONS).index(name), "name": name, "description": f"{city} DC Park 1",
+            "country": country, "city": city, "latitude": 50.0, "longitude": 12.0, "network_zone": zone}
+
+
+def make_cloud_servers(count: int, *, start_id: int = 1000, labels=None) -> list[dict]:
+    """Cloud servers shaped like `GET /v1/servers` items, spread over locations and types."""
+    servers = []
+    for i in range(count):
+        location = list(LOCATIONS)[i % len(LOCATIONS)]
+        type_name = list(SERVER_TYPES)[i % len(SERVER_TYPES)]
+        cores, memory, disk, cpu_type, arch = SERVER_TYPES[type_name]
+        server_labels = {"layer": "base" if i % 4 else "burst", "role": "bitnet"}
+        server_labels.update((labels or {}).get(i, {}))
+        servers.append({
+            "id": start_id + i,
+            "name": f"cloud-{i:04d}",
+            "status": "running" if i % 10 else "off",
+            "created": "2026-01-01T00:00:00+00:00",
+            "labels": server_labels,
+            "locked": False,
+            "protection": {"delete": False, "rebuild": False},
+            "rescue_enabled": False,
+            "backup_window": None,
+            "primary_disk_size": disk,
+            "included_traffic": 21990232555520,
+            "outgoing_traffic": 0,
+            "ingoing_traffic": 0,
+            "iso": None,
+            "placement_group": None,
+            "load_balancers": [],
+            "volumes": [],
+            "image": {"id": 114690387, "type": "system", "status": "available", "name": "debian-12",
+                      "description": "Debian 12", "os_flavor": "debian", "os_version": "12",
+                      "architecture": arch, "labels": {}, "deprecated": None, "rapid_deploy": True,
+                      "protection": {"delete": False}, "created": "2023-06-13T06:00:02+00:00",
+                      "created_from": None, "bound_to": None, "disk_size": 5, "image_size": None,
+                      "deleted": None},
+            "public_net": {
+                "ipv4": {"id": 50000 + i, "ip": _address(i), "blocked": False, "dns_ptr": f"static.{i}.example"},
+                "ipv6": {"id": 60000 + i, "ip": f"2001:db8:{i:x}::/64", "blocked": False, "dns_ptr": []},
+                "floating_ips": [],
+                "firewalls": [],
+            },
+            "private_net": [{"network": 4711, "ip": f"10.0.{i // 250}.{i % 250 + 2}", "alias_ips": [],
+                             "mac_address": f"86:00:00:{i // 65536 % 256:02x}:{i // 256 % 256:02x}:{i % 256:02x}"}],
+            "server_type": {"id": 100 + list(SERVER_TYPES).index(type_name), "name": type_name,
+                            "description": type_name.upper(), "cores": cores, "memory": memory,
+                            "disk": disk, "cpu_type": cpu_type, "architecture": arch,
+                            "storage_type": "local", "deprecated": False, "deprecation": None, "prices": []},
+            "location": _location(location),
+            "datacenter": {"id": 1 + list(LOCATIONS).index(location), "name": f"{location}-dc14",
+                           "description": f"{LOCATIONS[location][0]} DC14", "location": _location(location)},
+        })
+    return servers
+
+
+def make_robot_servers(count: int, *, start_number: int = 100000) -> list[dict]:
+    """Dedicated servers shaped like the items of Robot's `GET /server`."""
+    servers = []
+    for i in range(count):
+        ip = _address(60000 + i)
+        servers.append({
+            "server_ip": ip,
+            "server_ipv6_net": f"2001:db8:ffff:{i:x}::",
+            "server_number": start_number + i,
+            "server_name": f"ax-{i:03d}",
+            "product": ROBOT_PRODUCTS[i % len(ROBOT_PRODUCTS)],
+            "dc": f"FSN1-DC{i % 20 + 1}",
+            "traffic": "unlimited",
+            "status": "ready",
+            "cancelled": False,
+            "paid_until": "2027-01-31",
+            "ip": [ip],
+            "subnet": [{"ip": f"2001:db8:ffff:{i:x}::", "mask": "64"}],
+        })
+    return servers
+
+
+class FakeHetzner:
+    """Both APIs on one loopback port: Cloud under /v1, Robot under /robot."""
+
+    def __init__(self, cloud_servers=(), robot_servers=(), *, cloud_limit=3600, robot_limit=200):
+        self.cloud_servers = list(cloud_servers)
+        self.robot_servers = list(robot_servers)
+        self.cloud_limit = cloud_limit
+        self.robot_limit = robot_limit
+        self.requests: collections.Counter[str] = collections.Counter()
+        self.faults: dict[str, collections.deque] = {"cloud": collections.deque(), "robot": collections.deque()}
+        self._used = {"cloud": 0, "robot": 0}
+        self._window_start = time.time()
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    # -- control -------------------------------------------------------------------------
+    def inject(self, api: str, fault: str, times: int = 1) -> None:
+        """Answer the next `times` requests to `api` ("cloud"/"robot") with a fault:
+        "500", "502", "429" (rate limited, RateLimit-Reset 1 s ahead) or "malformed"."""
+        self.faults[api].extend([fault] * times)
+
+    def start(self) -> FakeHetzner:
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def cloud_url(self) -> str:
+        return self.url + "/v1"
+
+    @property
+    def robot_url(self) -> str:
+        return self.url + "/robot"
+
+    def _take_quota(self, api: str) -> tuple[bool, int, int]:
+        """Count one request against the hourly quota; return (allowed, remaining, reset)."""
+        with self._lock:
+            limit = self.cloud_limit if api == "cloud" else self.robot_limit
+            now = time.time()
+            if now - self._window_start >= 3600:
+                self._window_start, self._used = now, {"cloud": 0, "robot": 0}
+            reset = int(self._window_start + 3600)
+            if self._used[api] >= limit:
+                return False, 0, reset
+            self._used[api] += 1
+            return True, limit - self._used[api], reset
+
+    def _next_fault(self, api: str) -> str | None:
+        with self._lock:
+            return self.faults[api].popleft() if self.faults[api] else None
+
+
+def _selector_matches(selector: str, labels: dict) -> bool:
+    """Hetzner label selectors: `k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`, `k notin (a,b)`."""
+    for term in filter(None, (t.strip() for t in re.split(r",(?![^()]*\))", selector))):
+        if m := re.fullmatch(r"([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)", term):
+            values = {v.strip() for v in m.group(3).split(",")}
+            if (labels.get(m.group(1)) in values) != (m.group(2) == "in"):
+                return False
+        elif m := re.fullmatch(r"([\w./-]+)\s*(==|=|!=)\s*([\w./-]*)", term):
+            equal = labels.get(m.group(1)) == m.group(3)
+            if equal != (m.group(2) != "!="):
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeHetzner
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+    def _send(self, status: int, body, headers=None) -> None:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, str(value))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        parts = urlsplit(self.path)
+        api = "cloud" if parts.path.startswith("/v1/") else "robot" if parts.path.startswith("/robot/") else None
+        if api is None:
+            self._send(404, {"error": {"code": "not_found", "message": "no such API"}})
+            return
+        self.fake.requests[f"{api} {parts.path}"] += 1
+        (self._cloud if api == "cloud" else self._robot)(parts.path, parse_qs(parts.query))
+
+    # -- Cloud ---------------------------------------------------------------------------
+    def _cloud_error(self, status: int, code: str, message: str, headers=None) -> None:
+        self._send(status, {"error": {"code": code, "message": message, "details": {}}}, headers)
+
+    def _cloud(self, path: str, query: dict) -> None:
+        if self.headers.get("Authorization") != f"Bearer {CLOUD_TOKEN}":
+            self._cloud_error(401, "unauthorized", "unable to authenticate")
+            return
+        allowed, remaining, reset = self.fake._take_quota("cloud")
+        rate = {"RateLimit-Limit": self.fake.cloud_limit, "RateLimit-Remaining": remaining, "RateLimit-Reset": reset}
+        fault = self.fake._next_fault("cloud")
+        if not allowed or fault == "429":
+            rate.update({"RateLimit-Remaining": 0, "RateLimit-Reset": int(time.time()) + 1 if fault else reset})
+            self._cloud_error(429, "rate_limit_exceeded", "limit of 3600 requests per hour reached", rate)
+        elif fault in ("500", "502"):
+            self._cloud_error(int(fault), "service_error" if fault == "500" else "bad_gateway", "injected fault", rate)
+        elif fault == "malformed":
+            self._send(200, b'{"servers": [{"id": 1, "name": ', rate)
+        elif path == "/v1/servers":
+            self._list(query, rate, "servers", self._filter_servers(query))
+        elif path == "/v1/networks":
+            self._list(query, rate, "networks", [NETWORK])
+        elif path == f"/v1/networks/{NETWORK['id']}":
+            self._send(200, {"network": NETWORK}, rate)
+        elif path == "/v1/locations":
+            self._list(query, rate, "locations", [_location(name) for name in LOCATIONS])
+        elif m := re.fullmatch(r"/v1/servers/(\d+)", path):
+            found = [s for s in self.fake.cloud_servers if s["id"] == int(m.group(1))]
+            if found:
+                self._send(200, {"server": found[0]}, rate)
+            else:
+                self._cloud_error(404, "not_found", "server not found", rate)
+        else:
+            self._cloud_error(404, "not_found", f"{path} is not served by the fake", rate)
+
+    def _filter_servers(self, query: dict) -> list[dict]:
+        servers = self.fake.cloud_servers
+        if "label_selector" in query:
+            servers = [s for s in servers if _selector_matches(query["label_selector"][0], s["labels"])]
+        if "status" in query:
+            servers = [s for s in servers if s["status"] in query["status"]]
+        if "name" in query:
+            servers = [s for s in servers if s["name"] == query["name"][0]]
+        return servers
+
+    def _list(self, query: dict, rate: dict, key: str, items: list[dict]) -> None:
+        """A paginated list response, as every Cloud list endpoint gives it."""
+        try:
+            page = int(query.get("page", ["1"])[0])
+            per_page = int(query.get("per_page", ["25"])[0])
+        except ValueError:
+            self._cloud_error(400, "invalid_input", "page and per_page must be integers", rate)
+            return
+        if page < 1 or not 1 <= per_page <= 50:
+            self._cloud_error(400, "invalid_input", "page >= 1 and 1 <= per_page <= 50", rate)
+            return
+        last_page = max(1, -(-len(items) // per_page))
+        self._send(200, {
+            key: items[(page - 1) * per_page: page * per_page],
+            "meta": {"pagination": {
+                "page": page, "per_page": per_page,
+                "previous_page": page - 1 if page > 1 else None,
+                "next_page": page + 1 if page < last_page else None,
+                "last_page": last_page, "total_entries": len(items),
+            }},
+        }, rate)
+
+    # -- Robot ---------------------------------------------------------------------------
+    def _robot_error(self, status: int, code: str, message: str, **extra) -> None:
+        self._send(status, {"error": {"status": status, "code": code, "message": message, **extra}})
+
+    def _robot(self, path: str, query: dict) -> None:
+        expected = base64.b64encode(f"{ROBOT_USER}:{ROBOT_PASSWORD}".encode()).decode()
+        if self.headers.get("Authorization") != f"Basic {expected}":
+            self._robot_error(401, "UNAUTHORIZED", "Unauthorized")
+            return
+        allowed, _, _ = self.fake._take_quota("robot")
+        fault = self.fake._next_fault("robot")
+        if not allowed or fault == "429":
+            self._robot_error(403, "RATE_LIMIT_EXCEEDED", "Rate limit exceeded",
+                              max_request=self.fake.robot_limit, interval=3600)
+        elif fault in ("500", "502"):
+            self._robot_error(int(fault), "INTERNAL_ERROR", "injected fault")
+        elif fault == "malformed":
+            self._send(200, b"[{\"server\": ")
+        elif path == "/robot/server":
+            if not self.fake.robot_servers:
+                self._robot_error(404, "SERVER_NOT_FOUND", "No server found")
+            else:
+                self._send(200, [{"server": s} for s in self.fake.robot_servers])
+        elif m := re.fullmatch(r"/robot/server/(\d+)", path):
+            found = [s for s in self.fake.robot_servers if s["server_number"] == int(m.group(1))]
+            if found:
+                self._send(200, {"server": found[0]})
+            else:
+                self._robot_error(404, "SERVER_NOT_FOUND", "Server not found")
+        else:
+            self._robot_error(404, "NOT_FOUND", f"{path} is not served by the fake")
