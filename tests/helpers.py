@@ -41,42 +41,34 @@ def run(*args: str | os.PathLike, cwd: Path = ROOT, check: bool = True, **kwargs
     return proc
 
 
+def _runner(inventory: str | os.PathLike, cmdline: str, **kwargs) -> ansible_runner.Runner:
+    """ansible-runner with this repository as project, the suite's environment and no console output."""
+    return ansible_runner.run(
+        private_data_dir=tempfile.mkdtemp(prefix="wf-runner-"),
+        project_dir=str(ROOT),
+        inventory=str(inventory),
+        cmdline=cmdline or None,
+        envvars=env(),
+        quiet=True,
+        rotate_artifacts=1,
+        **kwargs,
+    )
+
+
 def playbook(path: str, inventory: str | os.PathLike, *, extravars: dict | None = None,
-             cmdline: str = "", limit: str | None = None) -> ansible_runner.Runner:
-    """Run a playbook of this repository through ansible-runner and return the finished runner.
+             cmdline: str = "") -> ansible_runner.Runner:
+    """Run a playbook of this repository and return the finished runner.
 
     Callers read `runner.stats` (changed/failures/dark per host) and `runner.events`, never the
     text output, which is only kept for messages.
     """
-    return ansible_runner.run(
-        private_data_dir=tempfile.mkdtemp(prefix="wf-runner-"),
-        project_dir=str(ROOT),
-        playbook=str(ROOT / path),
-        inventory=str(inventory),
-        extravars=extravars or {},
-        cmdline=cmdline or None,
-        limit=limit,
-        envvars=env(),
-        quiet=True,
-        rotate_artifacts=1,
-    )
+    return _runner(inventory, cmdline, playbook=str(ROOT / path), extravars=extravars or {})
 
 
 def adhoc(module: str, args: str, inventory: str | os.PathLike, *, pattern: str = "all",
           cmdline: str = "") -> ansible_runner.Runner:
-    """Run one module on hosts through ansible-runner (an ad-hoc command)."""
-    return ansible_runner.run(
-        private_data_dir=tempfile.mkdtemp(prefix="wf-runner-"),
-        project_dir=str(ROOT),
-        module=module,
-        module_args=args,
-        host_pattern=pattern,
-        inventory=str(inventory),
-        cmdline=cmdline or None,
-        envvars=env(),
-        quiet=True,
-        rotate_artifacts=1,
-    )
+    """Run one module on hosts (an ad-hoc command) and return the finished runner."""
+    return _runner(inventory, cmdline, module=module, module_args=args, host_pattern=pattern)
 
 
 def output(runner: ansible_runner.Runner) -> str:

@@ -7,8 +7,7 @@ import json
 
 import pytest
 import requests
-from hcloud import Client
-from hcloud._exceptions import APIException
+from hcloud import APIException, Client
 
 from fake_hetzner import (CLOUD_TOKEN, ROBOT_PASSWORD, ROBOT_USER, FakeHetzner, _selector_matches,
                           make_cloud_servers, make_robot_servers)
