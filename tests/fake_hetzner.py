@@ -15,7 +15,12 @@ from __future__ import annotations
 import base64
 import collections
 import json
+import os
 import re
+import secrets
+import signal
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,86 +59,100 @@ def _location(name: str) -> dict:
             "country": country, "city": city, "latitude": 50.0, "longitude": 12.0, "network_zone": zone}
 
 
-def make_cloud_servers(count: int, *, start_id: int = 1000, labels=None) -> list[dict]:
-    """Cloud servers shaped like `GET /v1/servers` items, spread over locations and types."""
-    servers = []
-    for i in range(count):
-        location = list(LOCATIONS)[i % len(LOCATIONS)]
-        type_name = list(SERVER_TYPES)[i % len(SERVER_TYPES)]
-        cores, memory, disk, cpu_type, arch = SERVER_TYPES[type_name]
-        server_labels = {"layer": "base" if i % 4 else "burst", "role": "bitnet"}
-        server_labels.update((labels or {}).get(i, {}))
-        servers.append({
-            "id": start_id + i,
-            "name": f"cloud-{i:04d}",
-            "status": "running" if i % 10 else "off",
-            "created": "2026-01-01T00:00:00+00:00",
-            "labels": server_labels,
-            "locked": False,
-            "protection": {"delete": False, "rebuild": False},
-            "rescue_enabled": False,
-            "backup_window": None,
-            "primary_disk_size": disk,
-            "included_traffic": 21990232555520,
-            "outgoing_traffic": 0,
-            "ingoing_traffic": 0,
-            "iso": None,
-            "placement_group": None,
-            "load_balancers": [],
-            "volumes": [],
-            "image": {"id": 114690387, "type": "system", "status": "available", "name": "debian-12",
-                      "description": "Debian 12", "os_flavor": "debian", "os_version": "12",
-                      "architecture": arch, "labels": {}, "deprecated": None, "rapid_deploy": True,
-                      "protection": {"delete": False}, "created": "2023-06-13T06:00:02+00:00",
-                      "created_from": None, "bound_to": None, "disk_size": 5, "image_size": None,
-                      "deleted": None},
-            "public_net": {
-                "ipv4": {"id": 50000 + i, "ip": _address(i), "blocked": False, "dns_ptr": f"static.{i}.example"},
-                "ipv6": {"id": 60000 + i, "ip": f"2001:db8:{i:x}::/64", "blocked": False, "dns_ptr": []},
-                "floating_ips": [],
-                "firewalls": [],
-            },
-            "private_net": [{"network": 4711, "ip": f"10.0.{i // 250}.{i % 250 + 2}", "alias_ips": [],
-                             "mac_address": f"86:00:00:{i // 65536 % 256:02x}:{i // 256 % 256:02x}:{i % 256:02x}"}],
-            "server_type": {"id": 100 + list(SERVER_TYPES).index(type_name), "name": type_name,
-                            "description": type_name.upper(), "cores": cores, "memory": memory,
-                            "disk": disk, "cpu_type": cpu_type, "architecture": arch,
-                            "storage_type": "local", "deprecated": False, "deprecation": None, "prices": []},
-            "location": _location(location),
-            "datacenter": {"id": 1 + list(LOCATIONS).index(location), "name": f"{location}-dc14",
-                           "description": f"{LOCATIONS[location][0]} DC14", "location": _location(location)},
-        })
-    return servers
+def cloud_server(i: int, *, name: str, ipv4: str, private_ip: str, labels: dict, server_type: str = "cx22",
+                 location: str = "fsn1", status: str = "running", server_id: int | None = None) -> dict:
+    """One Cloud server shaped like an item of `GET /v1/servers`."""
+    cores, memory, disk, cpu_type, arch = SERVER_TYPES[server_type]
+    return {
+        "id": 1000 + i if server_id is None else server_id,
+        "name": name,
+        "status": status,
+        "created": "2026-01-01T00:00:00+00:00",
+        "labels": labels,
+        "locked": False,
+        "protection": {"delete": False, "rebuild": False},
+        "rescue_enabled": False,
+        "backup_window": None,
+        "primary_disk_size": disk,
+        "included_traffic": 21990232555520,
+        "outgoing_traffic": 0,
+        "ingoing_traffic": 0,
+        "iso": None,
+        "placement_group": None,
+        "load_balancers": [],
+        "volumes": [],
+        "image": {"id": 114690387, "type": "system", "status": "available", "name": "debian-12",
+                  "description": "Debian 12", "os_flavor": "debian", "os_version": "12",
+                  "architecture": arch, "labels": {}, "deprecated": None, "rapid_deploy": True,
+                  "protection": {"delete": False}, "created": "2023-06-13T06:00:02+00:00",
+                  "created_from": None, "bound_to": None, "disk_size": 5, "image_size": None,
+                  "deleted": None},
+        "public_net": {
+            "ipv4": {"id": 50000 + i, "ip": ipv4, "blocked": False, "dns_ptr": f"static.{i}.example"},
+            "ipv6": {"id": 60000 + i, "ip": f"2001:db8:{i:x}::/64", "blocked": False, "dns_ptr": []},
+            "floating_ips": [],
+            "firewalls": [],
+        },
+        "private_net": [{"network": NETWORK["id"], "ip": private_ip, "alias_ips": [],
+                         "mac_address": f"86:00:00:{i // 65536 % 256:02x}:{i // 256 % 256:02x}:{i % 256:02x}"}],
+        "server_type": {"id": 100 + list(SERVER_TYPES).index(server_type), "name": server_type,
+                        "description": server_type.upper(), "cores": cores, "memory": memory,
+                        "disk": disk, "cpu_type": cpu_type, "architecture": arch,
+                        "storage_type": "local", "deprecated": False, "deprecation": None, "prices": []},
+        "location": _location(location),
+        "datacenter": {"id": 1 + list(LOCATIONS).index(location), "name": f"{location}-dc14",
+                       "description": f"{LOCATIONS[location][0]} DC14", "location": _location(location)},
+    }
 
 
-def make_robot_servers(count: int, *, start_number: int = 100000) -> list[dict]:
-    """Dedicated servers shaped like the items of Robot's `GET /server`."""
-    servers = []
-    for i in range(count):
-        ip = _address(60000 + i)
-        servers.append({
-            "server_ip": ip,
-            "server_ipv6_net": f"2001:db8:ffff:{i:x}::",
-            "server_number": start_number + i,
-            "server_name": f"ax-{i:03d}",
-            "product": ROBOT_PRODUCTS[i % len(ROBOT_PRODUCTS)],
-            "dc": f"FSN1-DC{i % 20 + 1}",
-            "traffic": "unlimited",
-            "status": "ready",
-            "cancelled": False,
-            "paid_until": "2027-01-31",
-            "ip": [ip],
-            "subnet": [{"ip": f"2001:db8:ffff:{i:x}::", "mask": "64"}],
-        })
-    return servers
+def make_cloud_servers(count: int, *, labels=None) -> list[dict]:
+    """Cloud servers spread over locations and types; every 4th in the burst layer, every 10th off."""
+    return [
+        cloud_server(
+            i, name=f"cloud-{i:04d}", ipv4=_address(i), private_ip=f"10.0.{i // 250}.{i % 250 + 2}",
+            labels={"layer": "base" if i % 4 else "burst", "role": "bitnet", **(labels or {}).get(i, {})},
+            server_type=list(SERVER_TYPES)[i % len(SERVER_TYPES)], location=list(LOCATIONS)[i % len(LOCATIONS)],
+            status="running" if i % 10 else "off")
+        for i in range(count)
+    ]
+
+
+def robot_server(i: int, *, name: str, ip: str, product: str = "AX41-NVMe", dc: str = "FSN1-DC14",
+                 number: int | None = None) -> dict:
+    """One dedicated server shaped like an item of Robot's `GET /server`."""
+    return {
+        "server_ip": ip,
+        "server_ipv6_net": f"2001:db8:ffff:{i:x}::",
+        "server_number": 100000 + i if number is None else number,
+        "server_name": name,
+        "product": product,
+        "dc": dc,
+        "traffic": "unlimited",
+        "status": "ready",
+        "cancelled": False,
+        "paid_until": "2027-01-31",
+        "ip": [ip],
+        "subnet": [{"ip": f"2001:db8:ffff:{i:x}::", "mask": "64"}],
+    }
+
+
+def make_robot_servers(count: int) -> list[dict]:
+    """Dedicated servers cycling through the AX products and Falkenstein data centres."""
+    return [robot_server(i, name=f"ax-{i:03d}", ip=_address(60000 + i), product=ROBOT_PRODUCTS[i % len(ROBOT_PRODUCTS)],
+                         dc=f"FSN1-DC{i % 20 + 1}") for i in range(count)]
 
 
 class FakeHetzner:
     """Both APIs on one loopback port: Cloud under /v1, Robot under /robot."""
 
-    def __init__(self, cloud_servers=(), robot_servers=(), *, cloud_limit=3600, robot_limit=200):
+    def __init__(self, cloud_servers=(), robot_servers=(), *, cloud_limit=3600, robot_limit=200,
+                 cloud_token=CLOUD_TOKEN, robot_user=ROBOT_USER, robot_password=ROBOT_PASSWORD, fleet_file=None):
         self.cloud_servers = list(cloud_servers)
         self.robot_servers = list(robot_servers)
+        self.cloud_token = cloud_token
+        self.robot_auth = base64.b64encode(f"{robot_user}:{robot_password}".encode()).decode()
+        self.fleet_file = fleet_file
+        self._fleet_mtime = None
         self.cloud_limit = cloud_limit
         self.robot_limit = robot_limit
         self.requests: collections.Counter[str] = collections.Counter()
@@ -149,9 +168,23 @@ class FakeHetzner:
         "500", "502", "429" (rate limited, RateLimit-Reset 1 s ahead) or "malformed"."""
         self.faults[api].extend([fault] * times)
 
-    def start(self) -> FakeHetzner:
+    def reload_fleet(self) -> None:
+        """Re-read `fleet_file` when it changed: {"cloud": [cloud_server kwargs], "robot": [robot_server kwargs]}."""
+        if not self.fleet_file:
+            return
+        with self._lock:
+            mtime = os.stat(self.fleet_file).st_mtime_ns
+            if mtime == self._fleet_mtime:
+                return
+            with open(self.fleet_file, encoding="utf-8") as handle:
+                fleet = json.load(handle)
+            self.cloud_servers = [cloud_server(i, **spec) for i, spec in enumerate(fleet.get("cloud", []))]
+            self.robot_servers = [robot_server(i, **spec) for i, spec in enumerate(fleet.get("robot", []))]
+            self._fleet_mtime = mtime
+
+    def start(self, port: int = 0) -> FakeHetzner:
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
@@ -234,6 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": {"code": "not_found", "message": "no such API"}})
             return
         self.fake.requests[f"{api} {parts.path}"] += 1
+        self.fake.reload_fleet()
         (self._cloud if api == "cloud" else self._robot)(parts.path, parse_qs(parts.query))
 
     # -- Cloud ---------------------------------------------------------------------------
@@ -241,7 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, {"error": {"code": code, "message": message, "details": {}}}, headers)
 
     def _cloud(self, path: str, query: dict) -> None:
-        if self.headers.get("Authorization") != f"Bearer {CLOUD_TOKEN}":
+        if self.headers.get("Authorization") != f"Bearer {self.fake.cloud_token}":
             self._cloud_error(401, "unauthorized", "unable to authenticate")
             return
         allowed, remaining, reset = self.fake._take_quota("cloud")
@@ -308,8 +342,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, {"error": {"status": status, "code": code, "message": message, **extra}})
 
     def _robot(self, path: str, query: dict) -> None:
-        expected = base64.b64encode(f"{ROBOT_USER}:{ROBOT_PASSWORD}".encode()).decode()
-        if self.headers.get("Authorization") != f"Basic {expected}":
+        if self.headers.get("Authorization") != f"Basic {self.fake.robot_auth}":
             self._robot_error(401, "UNAUTHORIZED", "Unauthorized")
             return
         allowed, _, _ = self.fake._take_quota("robot")
@@ -334,3 +367,93 @@ class _Handler(BaseHTTPRequestHandler):
                 self._robot_error(404, "SERVER_NOT_FOUND", "Server not found")
         else:
             self._robot_error(404, "NOT_FOUND", f"{path} is not served by the fake")
+
+
+# -- a long-running fake for the lab ---------------------------------------------------------
+# The lab registers its hosts in STATE_DIR/fleet.json and discovers them through the project's
+# inventory plugin, like production does. Credentials are random per lab, in files of mode 0600.
+#   python tests/fake_hetzner.py start|stop|serve STATE_DIR
+
+CREDENTIAL_FILES = ("cloud-token", "robot-user", "robot-password")
+
+
+def _credentials(state: str) -> dict[str, str]:
+    values = {}
+    for name in CREDENTIAL_FILES:
+        path = os.path.join(state, name)
+        if not os.path.exists(path):
+            value = "#ws+lab" if name == "robot-user" else secrets.token_hex(24)
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
+                handle.write(value)
+        with open(path, encoding="utf-8") as handle:
+            values[name.replace("-", "_")] = handle.read().strip()
+    return values
+
+
+def _running_pid(state: str) -> int | None:
+    """The PID of this state directory's fake if it is alive (and really is the fake)."""
+    try:
+        with open(os.path.join(state, "fake.pid"), encoding="utf-8") as handle:
+            pid = int(handle.read())
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            cmdline = handle.read().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    return pid if b"serve" in cmdline and os.path.abspath(state).encode() in cmdline else None
+
+
+def _serve(state: str) -> None:
+    fleet = os.path.join(state, "fleet.json")
+    if not os.path.exists(fleet):
+        with open(fleet, "w", encoding="utf-8") as handle:
+            json.dump({}, handle)
+    fake = FakeHetzner(fleet_file=fleet, **_credentials(state)).start()
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    for name, value in (("fake.pid", str(os.getpid())), ("endpoint", fake.url)):
+        with open(os.path.join(state, name + ".tmp"), "w", encoding="utf-8") as handle:
+            handle.write(value)
+        os.replace(os.path.join(state, name + ".tmp"), os.path.join(state, name))
+    stopped.wait()
+    fake.stop()
+    for name in ("fake.pid", "endpoint"):
+        os.unlink(os.path.join(state, name))
+
+
+def _start(state: str) -> str:
+    os.makedirs(state, mode=0o700, exist_ok=True)
+    _credentials(state)
+    if _running_pid(state):
+        return "running"
+    for name in ("fake.pid", "endpoint"):
+        if os.path.exists(os.path.join(state, name)):
+            os.unlink(os.path.join(state, name))
+    with open(os.path.join(state, "fake.log"), "ab") as log:
+        subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve", os.path.abspath(state)],
+                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    for _ in range(100):
+        if os.path.exists(os.path.join(state, "endpoint")):
+            return "started"
+        time.sleep(0.1)
+    raise SystemExit(f"the fake did not start; see {state}/fake.log")
+
+
+def _stop(state: str) -> str:
+    pid = _running_pid(state)
+    if not pid:
+        return "not running"
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(100):
+        if not _running_pid(state):
+            return "stopped"
+        time.sleep(0.1)
+    raise SystemExit(f"the fake (pid {pid}) did not stop")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in ("start", "stop", "serve"):
+        raise SystemExit("usage: fake_hetzner.py start|stop|serve STATE_DIR")
+    if sys.argv[1] == "serve":
+        _serve(sys.argv[2])
+    else:
+        print(_start(sys.argv[2]) if sys.argv[1] == "start" else _stop(sys.argv[2]))

@@ -3,9 +3,11 @@ run and a check-mode run change nothing."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from helpers import adhoc, changed_hosts, output, playbook
+from helpers import adhoc, changed_hosts, output, playbook, run
 
 pytestmark = pytest.mark.lab
 
@@ -40,3 +42,10 @@ def test_admin_user_reaches_every_host_over_ssh(lab, converged):
     users = {e["event_data"]["host"]: e["event_data"]["res"]["stdout"]
              for e in runner.events if e["event"] == "runner_on_ok"}
     assert users == {"wf-test-1": "root", "wf-test-2": "root", "wf-test-3": "root"}
+
+
+def test_lab_is_discovered_through_the_fake_hetzner_apis(lab):
+    listed = json.loads(run("ansible-inventory", "-i", lab, "--list").stdout)
+    assert sorted(listed["hetzner_cloud"]["hosts"]) == ["wf-test-1", "wf-test-2"]
+    assert listed["hetzner_robot"]["hosts"] == ["wf-test-3"]
+    assert sorted(listed["base"]["hosts"]) == ["wf-test-1", "wf-test-2", "wf-test-3"]

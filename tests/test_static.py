@@ -12,7 +12,7 @@ from helpers import ROOT, run
 
 PLAYBOOKS = sorted(
     p.relative_to(ROOT) for p in (ROOT / "playbooks").rglob("*.yml")
-    if p.parent.name != "tasks" and p.name != "vars.yml"
+    if p.parent.name not in ("tasks", "files") and p.name != "vars.yml"
 )
 
 
@@ -49,3 +49,8 @@ def test_filter_docs_render():
 def test_role_argument_specs_render():
     out = run("ansible-doc", "-t", "role", "-r", "roles", "base").stdout
     assert "base_firewall_allow" in out
+
+
+def test_inventory_plugin_docs_render():
+    out = run("ansible-doc", "-t", "inventory", "hetzner_fleet").stdout
+    assert "connect_via" in out and "HCLOUD_TOKEN" in out and "retry_max_wait" in out
