@@ -128,7 +128,7 @@ options:
     default: [ipv4]
   wireguard_addresses_file:
     description:
-      - YAML mapping of host name to WireGuard address, written by the wireguard role.
+      - The wireguard role's registry (host name to C({address, ...}), or to an address).
         A relative path is relative to the inventory file. A missing file means no mesh yet.
     type: str
     default: wireguard-addresses.yml
@@ -474,7 +474,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 raise AnsibleParserError(f"hetzner_fleet: cannot read {path}: {exc}") from None
             if not isinstance(addresses, dict):
                 raise AnsibleParserError(f"hetzner_fleet: {path} must map host names to addresses")
-            self._wg_addresses = {host: str(address).split("/")[0] for host, address in addresses.items()}
+            # The wireguard role's registry: host to {address, public_key, endpoint}, or to an address.
+            self._wg_addresses = {host: str(entry.get("address") if isinstance(entry, dict) else entry).split("/")[0]
+                                  for host, entry in addresses.items()}
         return self._wg_addresses
 
     @staticmethod

@@ -1,0 +1,117 @@
+"""WireGuard mesh addressing: stable addresses from a CIDR plan and a registry of past allocations."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from ansible.errors import AnsibleFilterError
+
+
+def _registered(entry):
+    """The address of a registry entry, which is a mapping with `address` or a bare address."""
+    address = entry.get("address") if isinstance(entry, dict) else entry
+    return str(address).split("/")[0] if address else None
+
+
+def _parse(value, what):
+    try:
+        return ipaddress.ip_address(str(value).split("/")[0])
+    except ValueError:
+        raise AnsibleFilterError(f"{what}: {value!r} is not an IP address") from None
+
+
+def wireguard_addresses(members, plan, network, registry=None, pinned=None, reserved=None):
+    """Assign every mesh member one address, stable across runs.
+
+    ``members`` maps host name to its inventory groups. ``plan`` is a list of ranges
+    ``{name, cidr, group}``: a host takes an address in the first range whose group it is in
+    (a range without group takes any host). An address comes from, in order: ``pinned`` (host
+    variables), the ``registry`` (past allocations), or the lowest free address of the range,
+    hosts taken in name order. So a host keeps its address when others are added or removed.
+    ``reserved`` maps other users of the network (external peers) to their addresses.
+
+    Errors name the host and the cause: a collision, an address outside its range or the
+    network, a host no range takes, an exhausted range.
+    """
+    registry, pinned, reserved = registry or {}, pinned or {}, reserved or {}
+    try:
+        net = ipaddress.ip_network(network)
+        ranges = [(r["name"], ipaddress.ip_network(r["cidr"]), r.get("group")) for r in plan]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f"wireguard address plan: {exc}") from None
+    for name, cidr, _ in ranges:
+        if not cidr.subnet_of(net):
+            raise AnsibleFilterError(f"wireguard_address_plan range {name} ({cidr}) is outside wireguard_network {net}")
+
+    def range_of(host):
+        for name, cidr, group in ranges:
+            if group is None or group in members[host]:
+                return name, cidr
+        raise AnsibleFilterError(f"wireguard: no range of wireguard_address_plan takes {host} "
+                                 f"(its groups: {sorted(members[host])}); add a range for one of them")
+
+    owner = {}  # address -> who holds it
+
+    def take(address, who):
+        if address in owner:
+            raise AnsibleFilterError(f"wireguard: duplicate address {address} for {owner[address]} and {who}")
+        owner[address] = who
+
+    for name, value in sorted(reserved.items()):
+        address = _parse(value, f"wireguard_external_peers {name}")
+        if address not in net:
+            raise AnsibleFilterError(f"wireguard_external_peers {name}: {address} is outside wireguard_network {net}")
+        take(address, f"external peer {name}")
+
+    assigned, pending = {}, []
+    for host in sorted(members):
+        range_name, cidr = range_of(host)
+        if host in pinned:
+            address = _parse(pinned[host], f"wireguard_address of {host}")
+            if address not in net:
+                raise AnsibleFilterError(f"wireguard_address of {host}: {address} is outside wireguard_network {net}")
+        elif _registered(registry.get(host)):
+            address = _parse(_registered(registry[host]), f"wireguard registry entry of {host}")
+            if address not in cidr:
+                raise AnsibleFilterError(
+                    f"wireguard: {host} is registered at {address}, outside its range {range_name} ({cidr}); "
+                    "remove its entry from the registry file to give it a new address")
+        else:
+            pending.append((host, range_name, cidr))
+            continue
+        take(address, host)
+        assigned[host] = str(address)
+
+    for host, range_name, cidr in pending:
+        free = next((a for a in cidr.hosts() if a not in owner), None)
+        if free is None:
+            raise AnsibleFilterError(
+                f"wireguard: range {range_name} ({cidr}) has no free address for {host}: "
+                f"{sum(1 for _ in cidr.hosts())} addresses, all taken; widen it in wireguard_address_plan")
+        take(free, host)
+        assigned[host] = str(free)
+    return assigned
+
+
+def wireguard_registry(addresses, current, registry=None):
+    """The new registry: each host of ``addresses`` with its address, and its public key and
+    endpoint from ``current`` (what the hosts of this run reported) or else from the old
+    ``registry`` (a host unreachable now keeps its place in the mesh). A host with no public
+    key in either has not joined yet and is left out."""
+    registry = registry or {}
+    result = {}
+    for host, address in sorted(addresses.items()):
+        old = registry.get(host) if isinstance(registry.get(host), dict) else {}
+        now = current.get(host) or {}
+        public_key = now.get("public_key") or old.get("public_key")
+        if public_key:
+            result[host] = {"address": address, "public_key": public_key,
+                            "endpoint": now.get("endpoint") or old.get("endpoint")}
+    return result
+
+
+class FilterModule:
+    """WireGuard mesh helpers."""
+
+    def filters(self):
+        return {"wireguard_addresses": wireguard_addresses, "wireguard_registry": wireguard_registry}
