@@ -1,4 +1,4 @@
-"""Fixtures: the lab image and a lab of test hosts of the suite's own."""
+"""Fixtures: the lab image and labs of test hosts of the suite's own."""
 
 from __future__ import annotations
 
@@ -10,12 +10,31 @@ from helpers import ROOT, run
 
 CONTROLLER = ROOT / "inventories" / "controller"
 
-# The suite's lab is separate from the one `bin/wf lab` leaves running for the operator.
-TEST_LAB = {
-    "lab_prefix": "wf-test-",
-    "lab_network": "wrinklefree-test",
-    "lab_subnet": "10.213.1.0/24",
-}
+
+class Lab:
+    """A lab of the suite's own (not the one `bin/wf lab` leaves running for the operator), with
+    an inventory directory of its own (the lab's group_vars linked in), discovered through its
+    own fake Hetzner APIs."""
+
+    def __init__(self, inventory, prefix: str, network: str, subnet: str):
+        self.inventory = inventory
+        os.symlink(ROOT / "inventories" / "lab" / "group_vars", inventory / "group_vars")
+        self._extra = [f"-elab_prefix={prefix}", f"-elab_network={network}", f"-elab_subnet={subnet}",
+                       f"-elab_inventory_dir={inventory}"]
+        self.prefix = prefix
+
+    def up(self, count: int = 3) -> None:
+        """Create hosts 1..count (more hosts join; fewer only leave the fake API's list)."""
+        run("ansible-playbook", "-i", CONTROLLER, "playbooks/lab/up.yml", *self._extra, f"-elab_host_count={count}")
+
+    def down(self) -> None:
+        run("ansible-playbook", "-i", CONTROLLER, "playbooks/lab/down.yml", *self._extra, check=False)
+
+    def host(self, index: int) -> str:
+        return f"{self.prefix}{index}"
+
+    def __fspath__(self) -> str:
+        return str(self.inventory)
 
 
 @pytest.fixture(scope="session")
@@ -26,11 +45,17 @@ def lab_image() -> None:
 
 @pytest.fixture(scope="session")
 def lab(lab_image, tmp_path_factory):
-    """A 3-host lab with an inventory directory of its own (the lab's group_vars linked in),
-    discovered through its own fake Hetzner APIs."""
-    inventory = tmp_path_factory.mktemp("lab-inventory")
-    os.symlink(ROOT / "inventories" / "lab" / "group_vars", inventory / "group_vars")
-    extra = [f"-e{k}={v}" for k, v in TEST_LAB.items()] + [f"-elab_inventory_dir={inventory}"]
-    run("ansible-playbook", "-i", CONTROLLER, "playbooks/lab/up.yml", *extra)
-    yield inventory
-    run("ansible-playbook", "-i", CONTROLLER, "playbooks/lab/down.yml", *extra, check=False)
+    """A 3-host lab for the site.yml tests."""
+    lab = Lab(tmp_path_factory.mktemp("lab-inventory"), "wf-test-", "wrinklefree-test", "10.213.1.0/24")
+    lab.up()
+    yield lab
+    lab.down()
+
+
+@pytest.fixture(scope="module")
+def mesh_lab(lab_image, tmp_path_factory):
+    """A lab for the WireGuard tests, which add and remove hosts."""
+    lab = Lab(tmp_path_factory.mktemp("mesh-inventory"), "wf-wg-", "wrinklefree-wg", "10.213.2.0/24")
+    lab.up()
+    yield lab
+    lab.down()

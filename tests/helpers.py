@@ -33,7 +33,8 @@ def env(**extra: str) -> dict[str, str]:
 def run(*args: str | os.PathLike, cwd: Path = ROOT, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     """Run a command with the suite's environment, capturing text output."""
     proc = subprocess.run(
-        [str(a) for a in args], cwd=cwd, env=kwargs.pop("env", env()), text=True,
+        [os.fspath(a) if isinstance(a, os.PathLike) else str(a) for a in args],
+        cwd=cwd, env=kwargs.pop("env", env()), text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False, **kwargs,
     )
     if check and proc.returncode != 0:
@@ -46,7 +47,7 @@ def _runner(inventory: str | os.PathLike, cmdline: str, **kwargs) -> ansible_run
     return ansible_runner.run(
         private_data_dir=tempfile.mkdtemp(prefix="wf-runner-"),
         project_dir=str(ROOT),
-        inventory=str(inventory),
+        inventory=os.fspath(inventory),
         cmdline=cmdline or None,
         envvars=env(),
         quiet=True,

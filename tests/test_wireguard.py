@@ -1,0 +1,156 @@
+"""The WireGuard mesh in a lab of its own: real tunnels between real hosts, traffic proven by
+WireGuard's own counters, a host added and removed without disturbing the others' tunnels, and
+a key rotated while the mesh stays up. The tests run in order and share the lab."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from helpers import changed_hosts, env, output, playbook
+
+pytestmark = pytest.mark.lab
+
+
+def sh(host: str, command: str) -> str:
+    """Run a command on a lab host through podman (the test's own view, not Ansible's)."""
+    return subprocess.run(["podman", "exec", host, "sh", "-c", command], env=env(), check=True,
+                          capture_output=True, text=True).stdout
+
+
+def registry(lab) -> dict:
+    return yaml.safe_load((lab.inventory / "wireguard-addresses.yml").read_text())
+
+
+def peers(host: str) -> dict[str, dict]:
+    """Per peer public key: its transfer counters and latest handshake, from `wg show dump`."""
+    result = {}
+    for line in sh(host, "wg show wg0 dump").splitlines()[1:]:
+        key, _, _, _, handshake, rx, tx, _ = line.split("\t")
+        result[key] = {"handshake": int(handshake), "rx": int(rx), "tx": int(tx)}
+    return result
+
+
+def interface_identity(host: str) -> str:
+    """ifindex of wg0 and the PID of its wireguard-go: both change when the interface restarts."""
+    return sh(host, "cat /sys/class/net/wg0/ifindex; pgrep -x wireguard-go || true")
+
+
+def ping(host: str, address: str) -> None:
+    """Ping over the tunnel; the first packet may wait for a handshake, so retry for ~6 s."""
+    sh(host, f"for i in 1 2 3 4 5 6; do ping -c1 -W1 {address} >/dev/null && exit 0; sleep 1; done; exit 1")
+
+
+def converge(lab, path="playbooks/site.yml", **kwargs):
+    runner = playbook(path, lab, **kwargs)
+    assert runner.rc == 0, output(runner)[-6000:]
+    return runner
+
+
+def assert_full_mesh(lab, hosts: list[str]) -> None:
+    """Every host pings every other over its mesh address, and the counters of exactly that
+    peer grow on both ends: the packets went through the tunnel."""
+    mesh = registry(lab)
+    for source in hosts:
+        for target in hosts:
+            if source == target:
+                continue
+            before_out = peers(source)[mesh[target]["public_key"]]
+            before_in = peers(target)[mesh[source]["public_key"]]
+            ping(source, mesh[target]["address"])
+            after_out = peers(source)[mesh[target]["public_key"]]
+            after_in = peers(target)[mesh[source]["public_key"]]
+            assert after_out["tx"] > before_out["tx"] and after_out["rx"] > before_out["rx"], (source, target)
+            assert after_in["rx"] > before_in["rx"], (source, target)
+
+
+def test_converge_and_second_run_changes_nothing(mesh_lab):
+    first = converge(mesh_lab)
+    assert sorted(changed_hosts(first)) == [mesh_lab.host(i) for i in (1, 2, 3)]
+    second = converge(mesh_lab)
+    assert changed_hosts(second) == {}, output(second)[-4000:]
+
+
+def test_keys_stay_on_their_hosts(mesh_lab):
+    host = mesh_lab.host(1)
+    assert sh(host, "stat -c %a /etc/wireguard/wg0.key").strip() == "600"
+    assert "PrivateKey" not in sh(host, "cat /etc/wireguard/wg0.conf")
+    private = sh(host, "cat /etc/wireguard/wg0.key").strip()
+    for path in mesh_lab.inventory.rglob("*"):
+        if path.is_file():
+            assert private not in path.read_text(errors="ignore"), path
+
+
+def test_every_host_reaches_every_other_through_the_tunnel(mesh_lab):
+    hosts = [mesh_lab.host(i) for i in (1, 2, 3)]
+    assert sorted(registry(mesh_lab)) == hosts
+    assert len({entry["address"] for entry in registry(mesh_lab).values()}) == 3
+    assert_full_mesh(mesh_lab, hosts)
+
+
+def test_adding_a_host_keeps_the_existing_tunnels(mesh_lab):
+    old = [mesh_lab.host(i) for i in (1, 2, 3)]
+    addresses = {h: registry(mesh_lab)[h]["address"] for h in old}
+    identity = {h: interface_identity(h) for h in old}
+    counters = {h: peers(h) for h in old}
+    mesh_lab.up(4)
+    converge(mesh_lab)
+    new = mesh_lab.host(4)
+    mesh = registry(mesh_lab)
+    assert {h: mesh[h]["address"] for h in old} == addresses
+    for host in old:
+        assert interface_identity(host) == identity[host], f"wg0 restarted on {host}"
+        now = peers(host)
+        for key, before in counters[host].items():
+            # A peer that was removed and re-added, or an interface restart, resets its counters.
+            assert now[key]["rx"] >= before["rx"] and now[key]["tx"] >= before["tx"], host
+            assert now[key]["handshake"] >= before["handshake"], host
+        assert mesh[new]["public_key"] in now
+    assert_full_mesh(mesh_lab, old + [new])
+
+
+def test_removing_a_host_drops_it_from_every_peer_list(mesh_lab):
+    gone = registry(mesh_lab)[mesh_lab.host(4)]["public_key"]
+    mesh_lab.up(3)  # host 4 leaves the fake Hetzner API's list (its container keeps running)
+    converge(mesh_lab, "playbooks/wireguard.yml")
+    assert mesh_lab.host(4) not in registry(mesh_lab)
+    for host in (mesh_lab.host(i) for i in (1, 2, 3)):
+        assert gone not in peers(host), host
+
+
+def test_rotating_a_key_keeps_the_mesh(mesh_lab):
+    target = mesh_lab.host(2)
+    old_key = registry(mesh_lab)[target]["public_key"]
+    started = time.time()
+    converge(mesh_lab, "playbooks/runbooks/wireguard-rotate-keys.yml", extravars={"rotate": target})
+    new_key = registry(mesh_lab)[target]["public_key"]
+    assert new_key != old_key
+    assert sh(target, "wg show wg0 public-key").strip() == new_key
+    for host in (mesh_lab.host(1), mesh_lab.host(3)):
+        seen = peers(host)
+        assert old_key not in seen and seen[new_key]["handshake"] >= int(started), host
+    assert_full_mesh(mesh_lab, [mesh_lab.host(i) for i in (1, 2, 3)])
+
+
+def test_check_mode_on_the_converged_mesh_changes_nothing(mesh_lab):
+    runner = converge(mesh_lab, cmdline="--check --diff")
+    assert changed_hosts(runner) == {}, output(runner)[-4000:]
+
+
+def test_health_runbook_passes_then_names_a_dead_peer(mesh_lab):
+    converge(mesh_lab, "playbooks/runbooks/wireguard-health.yml")
+    dead, witness = mesh_lab.host(3), mesh_lab.host(1)
+    key = registry(mesh_lab)[dead]["public_key"]
+    sh(dead, "systemctl stop wg-quick@wg0")
+    # The witness forgets its session with the dead host, as after its own restart.
+    sh(witness, f"wg set wg0 peer {key} remove && /usr/local/sbin/wireguard-sync wg0")
+    try:
+        runner = playbook("playbooks/runbooks/wireguard-health.yml", mesh_lab, cmdline=f"--limit {witness}")
+        assert runner.rc != 0
+        assert f"without a handshake in the last 180 s: {dead} (never)" in " ".join(output(runner).split())
+    finally:
+        sh(dead, "systemctl start wg-quick@wg0")
+    ping(witness, registry(mesh_lab)[dead]["address"])
