@@ -1,12 +1,13 @@
 """A wrong value fails before any host is touched, with a message naming the variable.
 
-The inventory's only host is a closed port on loopback: had validation let a value through,
-the first task that needs the host would be unreachable, and the test would see it.
+The inventory's two hosts are closed ports on loopback: had validation let a value through, the
+first task that needs a host would find it unreachable, and the test would see it.
 """
 
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from helpers import output, playbook
 
@@ -26,19 +27,39 @@ CASES = {
     "bad-key": ({"base_admin_ssh_public_keys": ["not a key"]}, "base_admin_ssh_public_keys must hold"),
     "root-lockout": ({"base_ssh_permit_root_login": "no"}, "base_ssh_permit_root_login is \"no\""),
     "root-login-choice": ({"base_ssh_permit_root_login": "yes"}, "base_ssh_permit_root_login"),
+    "wg-typo": ({"wireguard_prot": 51821}, "unknown variable wireguard_prot (did you mean wireguard_port?)"),
+    "wg-port": ({"wireguard_port": 0}, "wireguard_port must be 1-65535, got 0"),
+    "wg-cidr-too-small": (
+        {"wireguard_address_plan": [{"name": "tiny", "cidr": "10.100.0.0/32", "group": "base"}]},
+        "range tiny (10.100.0.0/32) has no free address for closed-b: 1 addresses, all taken",
+    ),
+    "wg-bad-peer-key": (
+        {"wireguard_external_peers": [{"name": "laptop", "public_key": "abc=", "address": "10.100.255.1"}]},
+        "wireguard_external_peers[0] (laptop): name must be letters",
+    ),
+    "wg-duplicate-address": ({"wireguard_address": "10.100.0.9"}, "duplicate address 10.100.0.9 for closed-a and closed-b"),
+    "wg-peer-on-host-address": (
+        {"wireguard_address": "10.100.0.9", "wireguard_external_peers": [
+            {"name": "laptop", "public_key": "x" * 42 + "A=", "address": "10.100.0.9"}]},
+        "duplicate address 10.100.0.9 for external peer laptop and closed-a",
+    ),
+    "wg-plan-outside-network": (
+        {"wireguard_address_plan": [{"name": "far", "cidr": "10.200.0.0/24"}]},
+        "wireguard_address_plan range far (10.200.0.0/24) is outside wireguard_network 10.100.0.0/16",
+    ),
 }
 
+CLOSED = ("closed-a", "closed-b")
 GOOD_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMr0nJ2wX3m1o8m3x0u5l2b1Gm2eYx0aQkS3c1v0xw8W test"
 
 
 @pytest.fixture(scope="module")
 def closed_host(tmp_path_factory):
     inventory = tmp_path_factory.mktemp("closed") / "hosts.yml"
-    inventory.write_text(
-        "all:\n  children:\n    base:\n      hosts:\n"
-        "        closed:\n          ansible_host: 127.0.0.1\n          ansible_port: 1\n"
-        "          ansible_user: root\n"
-    )
+    hosts = {name: {"ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_user": "root"}
+             for name in CLOSED}
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"base": {"hosts": hosts},
+                                                              "wireguard": {"hosts": dict.fromkeys(CLOSED)}}}}))
     return inventory
 
 
@@ -49,7 +70,7 @@ def test_bad_value_fails_before_any_host_change(closed_host, name):
                       extravars={"base_admin_ssh_public_keys": [GOOD_KEY], **extravars})
     text = output(runner)
     assert runner.rc != 0
-    assert runner.stats["failures"] == {"closed": 1}, text[-3000:]
+    assert runner.stats["failures"] == dict.fromkeys(CLOSED, 1), text[-3000:]
     assert runner.stats["dark"] == {}, "a host was contacted before validation failed"
     assert message in " ".join(text.split()), text[-3000:]
 
@@ -57,4 +78,4 @@ def test_bad_value_fails_before_any_host_change(closed_host, name):
 def test_good_values_reach_the_host(closed_host):
     """The control case: valid input passes validation and only then meets the closed port."""
     runner = playbook("playbooks/site.yml", closed_host, extravars={"base_admin_ssh_public_keys": [GOOD_KEY]})
-    assert runner.stats["dark"] == {"closed": 1}, output(runner)[-3000:]
+    assert runner.stats["dark"] == dict.fromkeys(CLOSED, 1), output(runner)[-3000:]

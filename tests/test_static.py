@@ -54,3 +54,17 @@ def test_role_argument_specs_render():
 def test_inventory_plugin_docs_render():
     out = run("ansible-doc", "-t", "inventory", "hetzner_fleet").stdout
     assert "connect_via" in out and "HCLOUD_TOKEN" in out and "retry_max_wait" in out
+
+
+@pytest.mark.parametrize("kind,name,expected", [
+    ("module", "wireguard_health", "max_handshake_age"),
+    ("filter", "wireguard_addresses", "registry"),
+    ("filter", "wireguard_registry", "public key"),
+])
+def test_wireguard_plugin_docs_render(kind, name, expected):
+    assert expected in run("ansible-doc", "-t", kind, name).stdout
+
+
+def test_wireguard_role_docs_render():
+    out = run("ansible-doc", "-t", "role", "-r", "roles", "wireguard").stdout
+    assert "wireguard_address_plan" in out and "ENTRY POINT: *health*" in out
