@@ -31,11 +31,12 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def run(*args: str | os.PathLike, cwd: Path = ROOT, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    """Run a command with the suite's environment, capturing text output."""
+    """Run a command with the suite's environment, capturing text output (stderr merged into
+    stdout unless `stderr=subprocess.PIPE` is given)."""
     proc = subprocess.run(
         [os.fspath(a) if isinstance(a, os.PathLike) else str(a) for a in args],
         cwd=cwd, env=kwargs.pop("env", env()), text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False, **kwargs,
+        stdout=subprocess.PIPE, stderr=kwargs.pop("stderr", subprocess.STDOUT), check=False, **kwargs,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout[-6000:]}")

@@ -4,6 +4,7 @@ run and a check-mode run change nothing."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -44,8 +45,10 @@ def test_admin_user_reaches_every_host_over_ssh(lab, converged):
     assert users == {"wf-test-1": "root", "wf-test-2": "root", "wf-test-3": "root"}
 
 
-def test_lab_is_discovered_through_the_fake_hetzner_apis(lab):
-    listed = json.loads(run("ansible-inventory", "-i", lab, "--list").stdout)
+def test_lab_is_discovered_through_the_fake_hetzner_apis(lab, converged):
+    result = run("ansible-inventory", "-i", lab, "--list", stderr=subprocess.PIPE)
+    assert "WARNING" not in result.stderr, result.stderr
+    listed = json.loads(result.stdout)
     assert sorted(listed["hetzner_cloud"]["hosts"]) == ["wf-test-1", "wf-test-2"]
     assert listed["hetzner_robot"]["hosts"] == ["wf-test-3"]
     assert sorted(listed["base"]["hosts"]) == ["wf-test-1", "wf-test-2", "wf-test-3"]

@@ -135,6 +135,15 @@ def test_rotating_a_key_keeps_the_mesh(mesh_lab):
     assert_full_mesh(mesh_lab, [mesh_lab.host(i) for i in (1, 2, 3)])
 
 
+def test_rotating_every_key_one_host_at_a_time(mesh_lab):
+    hosts = [mesh_lab.host(i) for i in (1, 2, 3)]
+    old = {h: registry(mesh_lab)[h]["public_key"] for h in hosts}
+    converge(mesh_lab, "playbooks/runbooks/wireguard-rotate-keys.yml", extravars={"rotate": "all"})
+    new = {h: registry(mesh_lab)[h]["public_key"] for h in hosts}
+    assert all(new[h] != old[h] for h in hosts)
+    assert_full_mesh(mesh_lab, hosts)
+
+
 def test_check_mode_on_the_converged_mesh_changes_nothing(mesh_lab):
     runner = converge(mesh_lab, cmdline="--check --diff")
     assert changed_hosts(runner) == {}, output(runner)[-4000:]
