@@ -1,0 +1,54 @@
+"""What sky_job and sky_service share: the lazily imported SkyPilot SDK, task validation with
+SkyPilot's own loader, and SDK calls whose errors become module failures."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import os
+import sys
+
+# The SDK module to import. Tests point it at their recording fake of the SDK boundary.
+SDK_ENV = "WF_SKY_SDK"
+TERMINAL_JOB_STATUSES = {"SUCCEEDED", "CANCELLED", "FAILED", "FAILED_SETUP", "FAILED_PRECHECKS",
+                         "FAILED_NO_RESOURCE", "FAILED_CONTROLLER"}
+
+
+def import_sky(module):
+    """The SkyPilot SDK, or a failure that says how to install it for this interpreter."""
+    name = os.environ.get(SDK_ENV, "sky")
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        module.fail_json(msg=f"SkyPilot's SDK ({name}) cannot be imported by {sys.executable}: {exc}. "
+                             "Install it there (pip install skypilot==0.14.1; the skypilot_node_pool role does) "
+                             "or point ansible_python_interpreter at a Python that has it.")
+
+
+def field(record, name):
+    """A field of an SDK record, which is a dict or a pydantic model; enums as their value."""
+    value = record.get(name) if isinstance(record, dict) else getattr(record, name, None)
+    return getattr(value, "value", value)
+
+
+def load_task(module, sky, spec, secrets):
+    """Validate `spec` with SkyPilot's own loader and return the sky.Task; fail before any SDK call
+    when a declared secret has no value or SkyPilot rejects the spec."""
+    if not isinstance(spec, dict):
+        module.fail_json(msg="task must be a mapping (a rendered SkyPilot task YAML)")
+    missing = sorted(k for k, v in (spec.get("secrets") or {}).items() if v is None and not secrets.get(k))
+    if missing:
+        module.fail_json(msg=f"task declares secrets.{missing[0]} without a value: pass it in the module's "
+                             f"secrets option (from Vault or the environment); missing: {', '.join(missing)}")
+    try:
+        return sky.Task.from_yaml_config(copy.deepcopy(spec), secrets_overrides=sorted(secrets.items()) or None)
+    except Exception as exc:  # SkyPilot raises ValueError, jsonschema and its own errors alike
+        module.fail_json(msg=f"SkyPilot rejected the task: {exc}")
+
+
+def call(module, sky, what, function, *args, **kwargs):
+    """Send one SDK request and wait for its result; an SDK error fails with SkyPilot's message."""
+    try:
+        return sky.get(function(*args, **kwargs))
+    except Exception as exc:
+        module.fail_json(msg=f"SkyPilot {what} failed: {type(exc).__name__}: {exc}")

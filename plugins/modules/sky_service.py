@@ -1,0 +1,175 @@
+#!/usr/bin/python
+"""Bring a SkyServe service up, update it when its spec changes, or take it down."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: sky_service
+short_description: SkyServe services, updated only when their spec changes
+description:
+  - C(state=present) runs C(serve up) when the service does not exist, C(serve update) (rolling by
+    default, blue-green on request) when the desired spec differs from the one last applied, and
+    nothing when they are equal. C(state=absent) takes the service down.
+  - SkyServe does not return a service's spec, so the module keeps the spec it applied (and a
+    hash of the secret values, never the values) in O(state_dir) on the host that runs it. A
+    service changed by other means is not noticed until its spec here changes.
+  - The spec is validated with SkyPilot's own loader before any request, in check mode too.
+  - Talks to SkyPilot only through its Python SDK (C(sky.serve.up), C(update), C(down),
+    C(status), C(sky.get)), imported when the module runs.
+version_added: "0.1.0"
+options:
+  name:
+    description: Service name.
+    type: str
+    required: true
+  task:
+    description: The service's task spec (a rendered SkyPilot YAML with a C(service) section). Required for C(state=present).
+    type: dict
+  secrets:
+    description: Values of the task's C(secrets); never logged.
+    type: dict
+    default: {}
+  state:
+    description: Whether the service should exist.
+    type: str
+    choices: [present, absent]
+    default: present
+  mode:
+    description: How C(serve update) replaces replicas.
+    type: str
+    choices: [rolling, blue_green]
+    default: rolling
+  state_dir:
+    description: Where the module records the spec it applied to each service.
+    type: path
+    default: ~/.sky/wrinklefree-deployer/services
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+requirements:
+  - skypilot (0.14) in the Python that runs the module
+author: WrinkleFree-Deployer
+"""
+
+EXAMPLES = r"""
+- name: BitNet service, base layer first, then spot
+  sky_service:
+    name: bitnet
+    task: "{{ lookup('ansible.builtin.template', 'sky_tasks/serve.yaml.j2') | from_yaml }}"
+
+- name: Switch versions all at once
+  sky_service:
+    name: bitnet
+    task: "{{ spec }}"
+    mode: blue_green
+
+- name: Take it down
+  sky_service:
+    name: bitnet
+    state: absent
+"""
+
+RETURN = r"""
+action:
+  description: What was done, C(up), C(update), C(down) or C(none).
+  returned: always
+  type: str
+endpoint:
+  description: The service endpoint, once SkyServe reports one.
+  returned: success
+  type: str
+status:
+  description: The service status SkyServe reports.
+  returned: success
+  type: str
+replicas:
+  description: Replicas as SkyServe reports them (id, name, status, version, endpoint).
+  returned: success
+  type: list
+  elements: dict
+"""
+
+import hashlib
+import json
+import os
+
+import yaml
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.sky_sdk import call, field, import_sky, load_task
+
+
+def fingerprint(spec, secrets):
+    """What decides whether an update is due: the spec and the secret values, hashed."""
+    return hashlib.sha256(json.dumps([spec, sorted(secrets.items())], sort_keys=True).encode()).hexdigest()
+
+
+def service(module, sky, name):
+    records = call(module, sky, "serve status", sky.serve.status, [name])
+    return next((r for r in records if field(r, "name") == name), None)
+
+
+def report(record):
+    if record is None:
+        return {"endpoint": None, "status": None, "replicas": []}
+    keys = ("replica_id", "name", "status", "version", "endpoint")
+    return {"endpoint": field(record, "endpoint"), "status": field(record, "status"),
+            "replicas": [{k: field(r, k) for k in keys} for r in field(record, "replica_info") or []]}
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "name": {"type": "str", "required": True},
+            "task": {"type": "dict"},
+            "secrets": {"type": "dict", "default": {}, "no_log": True},
+            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+            "mode": {"type": "str", "choices": ["rolling", "blue_green"], "default": "rolling"},
+            "state_dir": {"type": "path", "default": "~/.sky/wrinklefree-deployer/services"},
+        },
+        required_if=[("state", "present", ["task"])],
+        supports_check_mode=True,
+    )
+    sky = import_sky(module)
+    name, spec, secrets = module.params["name"], module.params["task"], module.params["secrets"]
+    record_path = os.path.join(module.params["state_dir"], f"{name}.json")
+    try:
+        with open(record_path, encoding="utf-8") as handle:
+            applied = json.load(handle)
+    except FileNotFoundError:
+        applied = {}
+
+    if module.params["state"] == "absent":
+        current = service(module, sky, name)
+        if current is not None and not module.check_mode:
+            call(module, sky, "serve down", sky.serve.down, [name])
+            if os.path.exists(record_path):
+                os.unlink(record_path)
+        module.exit_json(changed=current is not None, action="down" if current is not None else "none",
+                         **report(None))
+
+    task = load_task(module, sky, spec, secrets)
+    current = service(module, sky, name)
+    wanted = fingerprint(spec, secrets)
+    if current is not None and applied.get("fingerprint") == wanted:
+        module.exit_json(changed=False, action="none", **report(current))
+    action = "up" if current is None else "update"
+    diff = {"before": yaml.safe_dump(applied.get("spec"), sort_keys=True) if current is not None and applied else "",
+            "after": yaml.safe_dump(spec, sort_keys=True)}
+    if module.check_mode:
+        module.exit_json(changed=True, action=action, diff=diff, **report(current))
+    if action == "up":
+        call(module, sky, "serve up", sky.serve.up, task, service_name=name)
+    else:
+        call(module, sky, "serve update", sky.serve.update, task, service_name=name,
+             mode=sky.serve.UpdateMode(module.params["mode"]))
+    os.makedirs(module.params["state_dir"], mode=0o700, exist_ok=True)
+    with open(record_path + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump({"spec": spec, "fingerprint": wanted}, handle, sort_keys=True)
+    os.replace(record_path + ".tmp", record_path)
+    module.exit_json(changed=True, action=action, diff=diff, **report(service(module, sky, name)))
+
+
+if __name__ == "__main__":
+    main()
