@@ -58,10 +58,12 @@ def test_inventory_plugin_docs_render():
 
 @pytest.mark.parametrize("kind,name,expected", [
     ("module", "wireguard_health", "max_handshake_age"),
+    ("module", "sky_job", "wait_for"),
+    ("module", "sky_service", "blue_green"),
     ("filter", "wireguard_addresses", "registry"),
     ("filter", "wireguard_registry", "public key"),
 ])
-def test_wireguard_plugin_docs_render(kind, name, expected):
+def test_module_and_filter_docs_render(kind, name, expected):
     assert expected in run("ansible-doc", "-t", kind, name).stdout
 
 

@@ -20,7 +20,7 @@ def import_sky(module):
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        module.fail_json(msg=f"SkyPilot's SDK ({name}) cannot be imported by {sys.executable}: {exc}. "
+        module.fail_json(msg=f"the SkyPilot SDK ({name}) cannot be imported by {sys.executable}: {exc}. "
                              "Install it there (pip install skypilot==0.14.1; the skypilot_node_pool role does) "
                              "or point ansible_python_interpreter at a Python that has it.")
 

@@ -1,0 +1,182 @@
+"""SkyPilot: the sky_tasks/ templates rendered over a matrix and validated by the installed
+SkyPilot's own loader; the sky_job/sky_service modules run through Ansible's module machinery
+against a recording fake of the SDK boundary (tests/fake_sky.py), whose signatures are checked
+against the real SDK; bad input to train.yml/serve.yml fails before any SDK call."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import itertools
+import json
+
+import pytest
+import sky
+import yaml
+
+import fake_sky
+from helpers import ROOT, env, output, playbook, run
+
+CONTROLLER = ROOT / "inventories" / "controller"
+TRAIN_CASES = [{"train_stage": stage, "train_scale": scale, "train_accelerator": accel, "train_max_restarts": restarts,
+                "train_model": model, "train_checkpoint_bucket": bucket}
+               for (stage, scale), accel, restarts, (model, bucket) in zip(
+                   itertools.product(["1", "1.9", "2", "3"], ["xs", "s", "m", "l"]),
+                   itertools.cycle(["H100", "A100", "L4"]), itertools.cycle([0, 3, 10]),
+                   itertools.cycle([("1bitLLM/bitnet_b1_58-large", "s3://ckpt"),
+                                    ("microsoft/bitnet-b1.58-2B-4T", "gs://wf-ckpt/runs")]))]
+SERVE_CASES = [{"serve_min_replicas": lo, "serve_max_replicas": hi, "serve_cloud_infra": infra, "serve_port": port,
+                "serve_target_qps_per_replica": qps, "serve_cloud_cpus": cpus}
+               for (lo, hi), infra, port, qps, cpus in zip(
+                   [(1, 1), (2, 6), (3, 12), (20, 60)], [[], ["aws"], ["aws", "gcp"], ["gcp", "azure", "lambda"]],
+                   [8080, 80, 9000, 30001], [1, 2.5, 4, 10], ["4+", "8", "16+", "32+"])]
+
+
+def render(tmp_path, template: str, cases: list[dict]) -> list[dict]:
+    cases_file = tmp_path / "cases.json"
+    cases_file.write_text(json.dumps({"render_cases": [{"template": template, "vars": c} for c in cases],
+                                      "render_dir": str(tmp_path)}))
+    run("ansible-playbook", "-i", CONTROLLER, "tests/playbooks/render_sky_tasks.yml", f"-e@{cases_file}")
+    return [yaml.safe_load((tmp_path / f"{i}.yaml").read_text()) for i in range(len(cases))]
+
+
+def test_every_training_render_is_a_valid_skypilot_task(tmp_path):
+    for case, spec in zip(TRAIN_CASES, render(tmp_path, "train.yaml.j2", TRAIN_CASES)):
+        task = sky.Task.from_yaml_config(copy.deepcopy(spec), secrets_overrides=[("WANDB_API_KEY", "k")])
+        gpus = {"xs": 1, "s": 2, "m": 4, "l": 8}[case["train_scale"]]
+        resources = next(iter(task.resources))
+        assert resources.accelerators == {case["train_accelerator"]: gpus}, case
+        assert resources.use_spot and resources.job_recovery["max_restarts_on_errors"] == case["train_max_restarts"]
+        assert task.envs["CHECKPOINT_DIR"].endswith(f"/stage-{case['train_stage']}")
+        assert spec["secrets"] == {"WANDB_API_KEY": None}  # the key itself never enters the spec
+
+
+def test_every_service_render_is_a_valid_skypilot_service(tmp_path):
+    for case, spec in zip(SERVE_CASES, render(tmp_path, "serve.yaml.j2", SERVE_CASES)):
+        task = sky.Task.from_yaml_config(copy.deepcopy(spec))
+        assert task.service.min_replicas == case["serve_min_replicas"]
+        assert task.service.max_replicas == case["serve_max_replicas"]
+        assert task.service.readiness_path == "/health"
+        order = [(str(r.infra.cloud or "") + "/" + str(r.infra.region or ""), r.use_spot) for r in task.resources]
+        assert len(order) == 1 + 2 * len(case["serve_cloud_infra"]), case
+        # The SSH node pool first, then every cloud on spot, then every cloud on demand.
+        assert spec["resources"]["ordered"][0] == {"infra": "ssh/hetzner-base"}
+        spots = [r.get("use_spot") for r in spec["resources"]["ordered"][1:]]
+        assert spots == [True] * len(case["serve_cloud_infra"]) + [False] * len(case["serve_cloud_infra"])
+
+
+# -- the modules, against the recording fake ------------------------------------------------------
+@pytest.fixture
+def sdk(tmp_path, monkeypatch):
+    """Run playbooks with the fake SDK; returns a reader of what the fake recorded."""
+    state = tmp_path / "fake-sky.json"
+    extra = {"WF_SKY_SDK": "fake_sky", "PYTHONPATH": str(ROOT / "tests"), "FAKE_SKY_STATE": str(state),
+             "WANDB_API_KEY": "wandb-secret-value", "HOME": str(tmp_path)}
+    monkeypatch.setattr("helpers.env", lambda **more: env(**{**extra, **more}))
+
+    def recorded(fail: dict | None = None) -> dict:
+        data = json.loads(state.read_text()) if state.exists() else {"calls": [], "jobs": [], "services": {},
+                                                                     "results": {}, "fail": {}}
+        if fail is not None:
+            data["fail"] = fail
+            state.write_text(json.dumps(data))
+        return data
+    return recorded
+
+
+def calls(recorded: dict, prefix: str = "") -> list[str]:
+    return [c["call"] for c in recorded["calls"] if c["call"].startswith(prefix) and not c["call"].endswith(("queue", "status"))]
+
+
+def sky_play(path: str, cmdline: str = "", **extravars):
+    return playbook(path, CONTROLLER, extravars={"sky_client": "localhost", **extravars}, cmdline=cmdline)
+
+
+def test_job_is_launched_once_and_cancelled(sdk):
+    assert sky_play("playbooks/train.yml", "--check").rc == 0
+    assert calls(sdk()) == []  # check mode sends no launch
+    first = sky_play("playbooks/train.yml")
+    assert first.rc == 0 and first.stats["changed"] == {"localhost": 1}
+    second = sky_play("playbooks/train.yml")
+    assert second.rc == 0 and second.stats["changed"] == {}
+    assert calls(sdk()) == ["jobs.launch"]
+    launch = next(c for c in sdk()["calls"] if c["call"] == "jobs.launch")
+    assert launch["name"] == "1bitllm-bitnet-b1-58-large-stage-continued-pretrain"
+    assert launch["spec"]["envs"]["CHECKPOINT_DIR"] == "/checkpoints/1bitllm-bitnet-b1-58-large/stage-2"
+    cancel = sky_play("playbooks/train.yml", train_state="absent")
+    assert cancel.rc == 0 and calls(sdk()) == ["jobs.launch", "jobs.cancel"]
+    # Cancelled is not active: present launches again, resuming from the checkpoint directory.
+    assert sky_play("playbooks/train.yml").rc == 0
+    assert calls(sdk()) == ["jobs.launch", "jobs.cancel", "jobs.launch"]
+
+
+def test_service_up_update_and_down(sdk):
+    assert sky_play("playbooks/serve.yml").rc == 0
+    assert sky_play("playbooks/serve.yml").stats["changed"] == {}
+    check = sky_play("playbooks/serve.yml", "--check --diff", serve_max_replicas=9)
+    assert check.rc == 0 and check.stats["changed"] == {"localhost": 1}
+    assert "-    max_replicas: 3" in output(check) and "+    max_replicas: 9" in output(check)
+    assert calls(sdk()) == ["serve.up"]
+    assert sky_play("playbooks/serve.yml", serve_max_replicas=9, serve_mode="blue_green").rc == 0
+    update = sdk()["calls"][-2]
+    assert update["call"] == "serve.update" and update["mode"] == "blue_green"
+    assert update["spec"]["service"]["replica_policy"]["max_replicas"] == 9
+    assert sky_play("playbooks/serve.yml", serve_max_replicas=9).stats["changed"] == {}
+    assert sky_play("playbooks/serve.yml", serve_state="absent").rc == 0
+    assert calls(sdk()) == ["serve.up", "serve.update", "serve.down"]
+
+
+def test_sdk_error_fails_with_skypilots_message(sdk):
+    sdk(fail={"jobs.launch": "No launchable resource: quota exceeded in every region"})
+    runner = sky_play("playbooks/train.yml")
+    assert runner.rc != 0
+    assert "SkyPilot jobs launch failed: ClientError: No launchable resource: quota exceeded" in " ".join(
+        output(runner).split())
+
+
+def test_secrets_never_appear_in_output(sdk):
+    runner = sky_play("playbooks/train.yml", "-vvv")
+    assert runner.rc == 0 and "wandb-secret-value" not in output(runner)
+
+
+@pytest.mark.parametrize("extravars,message", [
+    ({"train_stage": "4"}, "train_stage must be one of 1, 1.9, 2, 3, got 4"),
+    ({"train_scale": "xl"}, "train_scale must be one of xs, s, m, l, got xl"),
+    ({"train_wandb_api_key": ""}, "train_wandb_api_key is empty"),
+])
+def test_bad_training_input_fails_before_any_sdk_call(sdk, extravars, message):
+    runner = sky_play("playbooks/train.yml", **extravars)
+    assert runner.rc != 0 and message in " ".join(output(runner).split())
+    assert sdk()["calls"] == []
+
+
+@pytest.mark.parametrize("extravars,message", [
+    ({"serve_min_replicas": 5, "serve_max_replicas": 2}, "serve_min_replicas (5) must be at least 1 and at most serve_max_replicas (2)"),
+    ({"serve_cloud_infra": ["aws", "nosuchcloud"]}, "serve_cloud_infra has unknown infra ['nosuchcloud']"),
+    ({"serve_port": 0}, "serve_port must be 1-65535, got 0"),
+    ({"serve_cloud_cpus": "lots"}, "SkyPilot rejected the task"),
+])
+def test_bad_serving_input_fails_before_any_sdk_call(sdk, extravars, message):
+    runner = sky_play("playbooks/serve.yml", **extravars)
+    assert runner.rc != 0 and message in " ".join(output(runner).split())
+    assert sdk()["calls"] == []
+
+
+def test_missing_sdk_is_a_clear_error(sdk, monkeypatch):
+    monkeypatch.setattr("helpers.env", lambda **more: env(WF_SKY_SDK="sky_not_installed", WANDB_API_KEY="wandb-key-1234", **more))
+    runner = sky_play("playbooks/train.yml")
+    assert runner.rc != 0
+    assert "the SkyPilot SDK (sky_not_installed) cannot be imported" in " ".join(output(runner).split())
+
+
+@pytest.mark.parametrize("fake,real", [
+    (fake_sky.jobs.launch, sky.jobs.launch), (fake_sky.jobs.queue, sky.jobs.queue),
+    (fake_sky.jobs.cancel, sky.jobs.cancel), (fake_sky.serve.up, sky.serve.up),
+    (fake_sky.serve.update, sky.serve.update), (fake_sky.serve.down, sky.serve.down),
+    (fake_sky.serve.status, sky.serve.status), (fake_sky.get, sky.get),
+], ids=lambda f: getattr(f, "__qualname__", str(f)))
+def test_fake_matches_the_installed_sdk(fake, real):
+    """An upgrade of SkyPilot that renames or reorders what the modules call fails here."""
+    def shape(function):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+    assert shape(fake) == shape(real)
