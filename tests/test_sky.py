@@ -15,7 +15,7 @@ import sky
 import yaml
 
 import fake_sky
-from helpers import ROOT, env, output, playbook, run
+from helpers import ROOT, adhoc, env, output, playbook, run
 
 CONTROLLER = ROOT / "inventories" / "controller"
 TRAIN_CASES = [{"train_stage": stage, "train_scale": scale, "train_accelerator": accel, "train_max_restarts": restarts,
@@ -180,3 +180,12 @@ def test_fake_matches_the_installed_sdk(fake, real):
     def shape(function):
         return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
     assert shape(fake) == shape(real)
+
+
+def test_job_wait_times_out_naming_the_status(sdk):
+    args = json.dumps({"name": "probe", "task": {"name": "probe", "run": "true"}, "wait": True,
+                       "timeout": 1, "poll_interval": 1})
+    runner = adhoc("sky_job", args, CONTROLLER, pattern="localhost")
+    assert runner.rc != 0
+    assert "job [1] still PENDING after 1 s" in " ".join(output(runner).split())
+    assert calls(sdk()) == ["jobs.launch"]
