@@ -59,3 +59,14 @@ def mesh_lab(lab_image, tmp_path_factory):
     lab.up()
     yield lab
     lab.down()
+
+
+@pytest.fixture(scope="module")
+def pool_lab(lab_image, tmp_path_factory):
+    """A lab whose first host is the SkyPilot controller and all three the node pool."""
+    lab = Lab(tmp_path_factory.mktemp("pool-inventory"), "wf-pool-", "wrinklefree-pool", "10.213.3.0/24")
+    (lab.inventory / "controller.yml").write_text(
+        f"all:\n  children:\n    sky_controller:\n      hosts:\n        {lab.host(1)}:\n")
+    lab.up()
+    yield lab
+    lab.down()

@@ -70,3 +70,8 @@ def test_module_and_filter_docs_render(kind, name, expected):
 def test_wireguard_role_docs_render():
     out = run("ansible-doc", "-t", "role", "-r", "roles", "wireguard").stdout
     assert "wireguard_address_plan" in out and "ENTRY POINT: *health*" in out
+
+
+def test_node_pool_role_docs_render():
+    out = run("ansible-doc", "-t", "role", "-r", "roles", "skypilot_node_pool").stdout
+    assert "base_ssh_allow_tcp_forwarding" in out and "skypilot_node_pool_wheelhouse" in out

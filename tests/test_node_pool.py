@@ -1,0 +1,92 @@
+"""The skypilot_node_pool role in a lab of its own, up to and not including `sky ssh up` (which
+installs k3s from the internet): SkyPilot installed on the controller host from a wheelhouse
+(lab hosts have no PyPI), a key made there, the pool user on every pool host, the pool file
+checked by SkyPilot's loader, and SSH with TCP forwarding through the WireGuard mesh."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+from helpers import changed_hosts, env, output, playbook, run
+
+pytestmark = pytest.mark.lab
+
+
+def sh(host: str, command: str) -> str:
+    return subprocess.run(["podman", "exec", host, "bash", "-c", command], env=env(), check=True,
+                          capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory):
+    """SkyPilot's wheels for the lab's Python 3.11, fetched on this machine."""
+    path = tmp_path_factory.mktemp("wheelhouse")
+    run(".venv/bin/pip", "download", "-q", "-d", path, "--only-binary=:all:", "--python-version", "3.11",
+        "skypilot==0.14.1")
+    return path
+
+
+@pytest.fixture(scope="module")
+def pool_vars(wheelhouse):
+    return {"base_ssh_allow_tcp_forwarding": True, "skypilot_node_pool_deploy": False,
+            "skypilot_node_pool_wheelhouse": str(wheelhouse)}
+
+
+@pytest.fixture(scope="module")
+def converged(pool_lab, pool_vars):
+    # serve.yml would reach for a SkyPilot API server; the modules are tested in test_sky.py.
+    runner = playbook("playbooks/site.yml", pool_lab, extravars=pool_vars, cmdline="--skip-tags serve,train")
+    assert runner.rc == 0, output(runner)[-6000:]
+    return runner
+
+
+def test_second_run_changes_nothing(pool_lab, pool_vars, converged):
+    runner = playbook("playbooks/site.yml", pool_lab, extravars=pool_vars, cmdline="--skip-tags serve,train")
+    assert runner.rc == 0 and changed_hosts(runner) == {}, output(runner)[-4000:]
+
+
+def test_pool_file_lists_every_host_by_its_mesh_address(pool_lab, converged):
+    mesh = yaml.safe_load((pool_lab.inventory / "wireguard-addresses.yml").read_text())
+    pool = yaml.safe_load(sh(pool_lab.host(1), "cat ~/.sky/ssh_node_pools.yaml"))
+    assert pool == {"hetzner-base": {"user": "skypilot", "identity_file": "~/.ssh/sky-node-pool",
+                                     "hosts": sorted(mesh[h]["address"] for h in mesh)}}
+    sh(pool_lab.host(1), "/opt/skypilot/bin/python -c 'import sky; assert sky.__version__ == \"0.14.1\"'")
+
+
+def test_controller_logs_in_over_the_mesh_with_sudo_and_forwarding(pool_lab, converged):
+    mesh = yaml.safe_load((pool_lab.inventory / "wireguard-addresses.yml").read_text())
+    ssh = "ssh -i ~/.ssh/sky-node-pool -o BatchMode=yes -o StrictHostKeyChecking=accept-new"
+    for port, host in ((18022, pool_lab.host(2)), (18023, pool_lab.host(3))):
+        address = mesh[host]["address"]
+        assert sh(pool_lab.host(1), f"{ssh} skypilot@{address} 'sudo -n id -un'").strip() == "root"
+        # SkyPilot tunnels over SSH: a local forward to the pool host's sshd must carry traffic.
+        banner = sh(pool_lab.host(1), f"{ssh} -f -o ExitOnForwardFailure=yes -L {port}:127.0.0.1:22 "
+                                      f"skypilot@{address} sleep 5 && timeout 3 bash -c "
+                                      f"'exec 3<>/dev/tcp/127.0.0.1/{port}; head -c 7 <&3'")
+        assert banner == "SSH-2.0"
+
+
+def test_private_key_stays_on_the_controller_host(pool_lab, converged):
+    private = sh(pool_lab.host(1), "cat ~/.ssh/sky-node-pool")
+    assert "PRIVATE KEY" in private
+    for path in pool_lab.inventory.rglob("*"):
+        if path.is_file():
+            assert private.strip() not in path.read_text(errors="ignore"), path
+    for host in (pool_lab.host(2), pool_lab.host(3)):
+        assert "PRIVATE KEY" not in sh(host, "cat /home/skypilot/.ssh/* 2>/dev/null || true")
+
+
+@pytest.mark.parametrize("extravars,message", [
+    ({"base_ssh_allow_tcp_forwarding": False},
+     "The SkyPilot node pool needs SSH TCP forwarding on its hosts, which the base role disables by default: "
+     "set base_ssh_allow_tcp_forwarding: true for group bitnet"),
+    ({"base_ssh_allow_users": ["deploy"]}, "leaves out skypilot: add it, or SkyPilot cannot log in"),
+    ({"skypilot_node_pool_name": "Hetzner_Base"}, "skypilot_node_pool_name must be lowercase"),
+])
+def test_conflicts_with_the_base_role_fail_before_any_change(pool_lab, pool_vars, converged, extravars, message):
+    runner = playbook("playbooks/skypilot.yml", pool_lab, extravars={**pool_vars, **extravars})
+    assert runner.rc != 0 and message in " ".join(output(runner).split())
+    assert changed_hosts(runner) == {}
