@@ -1,0 +1,69 @@
+"""BitNet build profiles: which profile a CPU's flags allow, and the CMake options it stands for."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+_X86_MINIMUM = ("avx2", "fma", "f16c")
+
+
+def _flags(value):
+    return set(value.split() if isinstance(value, str) else value)
+
+
+def bitnet_cpu_profile(flags, arch, profiles, wanted="auto"):
+    """The build profile for a CPU: with ``wanted`` 'auto', the highest-ranked profile of
+    ``profiles`` for ``arch`` whose ``requires`` are all in ``flags``; otherwise ``wanted``,
+    checked against the CPU. Errors name the missing flags."""
+    have = _flags(flags)
+    if arch == "x86_64" and not have.issuperset(_X86_MINIMUM):
+        missing = sorted(set(_X86_MINIMUM) - have)
+        raise AnsibleFilterError(
+            f"this x86_64 CPU lacks {', '.join(missing)}: BitNet's x86 kernels need AVX2, FMA and F16C "
+            "(without them they produce garbage), so the host cannot serve BitNet")
+    if wanted not in ("auto", "native"):
+        if wanted not in profiles:
+            raise AnsibleFilterError(f"unknown BitNet profile {wanted!r}; known: auto, native, {', '.join(sorted(profiles))}")
+        spec = profiles[wanted]
+        missing = sorted(set(spec["requires"]) - have)
+        if spec["arch"] != arch or missing:
+            raise AnsibleFilterError(
+                f"BitNet profile {wanted} needs an {spec['arch']} CPU with {', '.join(spec['requires'])}; "
+                f"this {arch} CPU lacks {', '.join(missing) or 'nothing but the architecture'}")
+        return wanted
+    fitting = [(spec.get("rank", 0), name) for name, spec in profiles.items()
+               if spec["arch"] == arch and have.issuperset(spec["requires"])]
+    if not fitting:
+        raise AnsibleFilterError(f"no BitNet profile fits this {arch} CPU (known: {', '.join(sorted(profiles))})")
+    return wanted if wanted == "native" else max(fitting)[1]
+
+
+def bitnet_cmake_args(profile, profiles, kernel, compiler_version, extra=None):
+    """CMake's -D options for a profile and kernel: explicit instruction sets with GGML_NATIVE=OFF
+    (so one artifact serves every host of the profile), or GGML_NATIVE=ON for 'native'."""
+    options = {
+        "CMAKE_BUILD_TYPE": "Release",
+        "CMAKE_C_COMPILER": f"clang-{compiler_version}",
+        "CMAKE_CXX_COMPILER": f"clang++-{compiler_version}",
+        # Self-contained binaries: the artifact is copied to hosts that have no build tree.
+        "BUILD_SHARED_LIBS": "OFF",
+        "LLAMA_BUILD_EXAMPLES": "ON",
+        "LLAMA_BUILD_SERVER": "ON",
+        "BITNET_X86_TL2": "ON" if kernel == "tl2" else "OFF",
+        "BITNET_ARM_TL1": "ON" if kernel == "tl1" else "OFF",
+    }
+    if profile == "native":
+        options["GGML_NATIVE"] = "ON"
+    else:
+        if profile not in profiles:
+            raise AnsibleFilterError(f"unknown BitNet profile {profile!r}; known: native, {', '.join(sorted(profiles))}")
+        options["GGML_NATIVE"] = "OFF"
+        options.update({k: v if isinstance(v, str) else ("ON" if v else "OFF") for k, v in profiles[profile]["cmake"].items()})
+    return [f"-D{k}={v}" for k, v in options.items()] + list(extra or [])
+
+
+class FilterModule:
+    """BitNet build helpers."""
+
+    def filters(self):
+        return {"bitnet_cpu_profile": bitnet_cpu_profile, "bitnet_cmake_args": bitnet_cmake_args}
