@@ -70,3 +70,12 @@ def pool_lab(lab_image, tmp_path_factory):
     lab.up()
     yield lab
     lab.down()
+
+
+@pytest.fixture(scope="module")
+def bitnet_lab(lab_image, tmp_path_factory):
+    """A lab for the BitNet tests, which rebuild, break and restore the servers."""
+    lab = Lab(tmp_path_factory.mktemp("bitnet-inventory"), "wf-bitnet-", "wrinklefree-bitnet", "10.213.5.0/24")
+    lab.up()
+    yield lab
+    lab.down()

@@ -47,6 +47,24 @@ CASES = {
         {"wireguard_address_plan": [{"name": "far", "cidr": "10.200.0.0/24"}]},
         "wireguard_address_plan range far (10.200.0.0/24) is outside wireguard_network 10.100.0.0/16",
     ),
+    "bitnet-typo": ({"bitnet_profil": "x86_avx2"}, "unknown variable bitnet_profil (did you mean bitnet_profile?)"),
+    "bitnet-profile": (
+        {"bitnet_profile": "x86_avx3"},
+        'bitnet_profile "x86_avx3" is unknown; allowed: auto, native, arm_dotprod, x86_avx2, x86_avx512, x86_avx512_vnni',
+    ),
+    "bitnet-kernel": ({"bitnet_kernel": "tl3"}, "value of bitnet_kernel must be one of: auto, i2_s, tl1, tl2, got: tl3"),
+    "bitnet-no-checksum": (
+        {"bitnet_models": [{"name": "m", "url": "https://mirror.example/m.gguf", "port": 8080}]},
+        "bitnet_models[0] (m): name must be letters, digits and _.-; give exactly one of url and src; "
+        "sha256 is required (bitnet_model_checksum_required)",
+    ),
+    "bitnet-threads": ({"bitnet_server_threads": 0}, "bitnet_server_threads must be unset (physical cores) or at least 1, got 0"),
+    "bitnet-model-threads": (
+        {"bitnet_models": [{"name": "m", "src": "/m.gguf", "sha256": "0" * 64, "port": 8080, "threads": 0}]},
+        "bitnet_models[0] (m)",
+    ),
+    "bitnet-wildcard": ({"bitnet_server_bind": "0.0.0.0"}, 'a single address, never a wildcard, got "0.0.0.0"'),
+    "bitnet-branch": ({"bitnet_version": "main"}, 'bitnet_version must be a commit (7 to 40 lowercase hex digits), got "main"'),
 }
 
 CLOSED = ("closed-a", "closed-b")
@@ -59,7 +77,8 @@ def closed_host(tmp_path_factory):
     hosts = {name: {"ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_user": "root"}
              for name in CLOSED}
     inventory.write_text(yaml.safe_dump({"all": {"children": {"base": {"hosts": hosts},
-                                                              "wireguard": {"hosts": dict.fromkeys(CLOSED)}}}}))
+                                                              "wireguard": {"hosts": dict.fromkeys(CLOSED)},
+                                                              "bitnet": {"hosts": dict.fromkeys(CLOSED)}}}}))
     return inventory
 
 

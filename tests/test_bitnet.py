@@ -1,0 +1,132 @@
+"""The bitnet role in a lab of its own, against the BitNet-shaped fixture served from the lab's
+mirror (tests/fixtures/bitnet): one compile per profile, the artifact reused elsewhere, a build
+stamp that rebuilds only on a changed input, servers on the mesh address that answer /health and
+complete prompts, and failures (wrong checksum, a server that does not start) that say why and
+leave the previous model serving. The tests run in order and share the lab."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from helpers import changed_hosts, env, output, playbook
+
+pytestmark = pytest.mark.lab
+
+HOSTS = ("wf-bitnet-1", "wf-bitnet-2", "wf-bitnet-3")
+
+
+def sh(host: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command on a lab host through podman (the test's own view, not Ansible's)."""
+    return subprocess.run(["podman", "exec", host, "sh", "-c", command], env=env(), check=check,
+                          capture_output=True, text=True)
+
+
+def fact(host: str) -> dict:
+    return json.loads(sh(host, "cat /etc/ansible/facts.d/bitnet.fact").stdout)
+
+
+def http(host: str, address: str, path: str, body: dict | None = None) -> dict:
+    """A request from `host` to a server on `address` (the mesh, which the controller is not on)."""
+    script = ("import json, sys, urllib.request; "
+              "data = sys.argv[2].encode() if sys.argv[2] else None; "
+              "print(urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=data), timeout=10).read().decode())")
+    url = f"http://{address}:8080{path}"
+    proc = subprocess.run(["podman", "exec", host, "python3", "-c", script, url, json.dumps(body) if body else ""],
+                          env=env(), check=True, capture_output=True, text=True)
+    return json.loads(proc.stdout)
+
+
+def ran(runner, task: str) -> set[str]:
+    """Hosts on which a task (its name up to the templated part) ran, from the runner's events."""
+    return {e["event_data"]["host"] for e in runner.events
+            if e["event"] in ("runner_on_ok", "runner_on_failed")
+            and e["event_data"].get("task", "").startswith(task)}
+
+
+def converge(lab, path="playbooks/site.yml", **kwargs):
+    runner = playbook(path, lab, **kwargs)
+    assert runner.rc == 0, output(runner)[-6000:]
+    return runner
+
+
+def test_site_builds_once_and_serves_on_the_mesh(bitnet_lab):
+    runner = converge(bitnet_lab)
+    # One compile for the one profile of these identical hosts; the others unpacked it.
+    assert ran(runner, "BitNet | compile") == {HOSTS[0]}
+    assert ran(runner, "BitNet | unpack") == set(HOSTS[1:])
+    assert sh(HOSTS[0], "command -v clang-19").returncode == 0
+    for host in HOSTS[1:]:
+        assert sh(host, "command -v clang-19 cmake", check=False).stdout == "", f"{host} has a toolchain"
+    facts = {host: fact(host) for host in HOSTS}
+    assert len({f["release"] for f in facts.values()}) == 1
+    for host, f in facts.items():
+        flags = sh(host, "grep -m1 '^flags' /proc/cpuinfo").stdout.split()
+        assert set(f["cpu_flags"]) <= set(flags) and "avx2" in f["cpu_flags"]
+        assert "-DGGML_NATIVE=OFF" in f["cmake_args"] and "-DCMAKE_C_COMPILER=clang-19" in f["cmake_args"]
+        version = sh(host, "/opt/bitnet/current/bin/llama-cli --version").stdout
+        assert f["commit"] in version and "Clang 19" in version
+        # Listening on the mesh address only, never a wildcard.
+        listening = sh(host, "ss -Hltn 'sport = :8080'").stdout.split()
+        assert f"{f['bind']}:8080" in listening and f["bind"].startswith("10.100.")
+        assert http(host, f["bind"], "/health") == {"status": "ok"}
+    # Another host completes a prompt over the mesh, with the thread count of physical cores.
+    props = http(HOSTS[1], facts[HOSTS[0]]["bind"], "/props")
+    assert props["n_threads"] == int(sh(HOSTS[0], "nproc").stdout) and props["total_slots"] == 4
+    assert f"AVX2 = 1" in props["system_info"]
+    completion = http(HOSTS[1], facts[HOSTS[0]]["bind"], "/completion", {"prompt": "Hello", "n_predict": 4})
+    assert completion["tokens_predicted"] == 4 and len(completion["content"].split()) >= 4
+    assert sh(HOSTS[0], "systemctl is-enabled bitnet-server@tiny").stdout.strip() == "enabled"
+
+
+def test_second_run_and_check_mode_change_nothing(bitnet_lab):
+    assert changed_hosts(converge(bitnet_lab)) == {}
+    assert changed_hosts(converge(bitnet_lab, cmdline="--check --diff")) == {}
+
+
+def test_missing_release_comes_from_the_controller_without_compiling(bitnet_lab):
+    sh(HOSTS[1], "systemctl stop bitnet-server@tiny; rm -rf /opt/bitnet/releases /opt/bitnet/current")
+    runner = converge(bitnet_lab, "playbooks/bitnet.yml")
+    assert ran(runner, "BitNet | compile") == set()
+    assert set(changed_hosts(runner)) == {HOSTS[1]}
+    assert http(HOSTS[1], fact(HOSTS[1])["bind"], "/health") == {"status": "ok"}
+
+
+def test_changed_profile_rebuilds_once_and_switches_back_without_building(bitnet_lab):
+    before = fact(HOSTS[0])["release"]
+    runner = converge(bitnet_lab, "playbooks/bitnet.yml", extravars={"bitnet_profile": "x86_avx2"})
+    assert ran(runner, "BitNet | compile") == {HOSTS[0]}
+    for host in HOSTS:
+        f = fact(host)
+        assert f["profile"] == "x86_avx2" and f["release"] != before
+        assert "AVX512 = 0" in http(host, f["bind"], "/props")["system_info"]
+        # The previous release is kept for a rollback (bitnet_keep_releases: 2).
+        assert sh(host, "ls /opt/bitnet/releases").stdout.split() == sorted([before, f["release"]])
+    runner = converge(bitnet_lab, "playbooks/bitnet.yml")
+    assert ran(runner, "BitNet | compile") == set()
+    assert {fact(host)["release"] for host in HOSTS} == {before}
+
+
+def test_wrong_checksum_fails_and_keeps_the_model_serving(bitnet_lab):
+    bad = {"name": "tiny", "url": "file:///srv/mirror/models/tiny.gguf", "sha256": "0" * 64, "port": 8080}
+    model = sh(HOSTS[0], "sha256sum /var/lib/bitnet/models/tiny.gguf").stdout
+    pid = sh(HOSTS[0], "systemctl show -p MainPID --value bitnet-server@tiny").stdout
+    runner = playbook("playbooks/bitnet.yml", bitnet_lab, extravars={"bitnet_models": [bad]})
+    assert runner.rc != 0 and runner.stats["failures"] == dict.fromkeys(HOSTS, 1)
+    assert "did not match 0000000000000000000000000000000000000000000000000000000000000000" in output(runner)
+    assert sh(HOSTS[0], "sha256sum /var/lib/bitnet/models/tiny.gguf").stdout == model
+    assert sh(HOSTS[0], "systemctl show -p MainPID --value bitnet-server@tiny").stdout == pid
+    assert http(HOSTS[0], fact(HOSTS[0])["bind"], "/health") == {"status": "ok"}
+
+
+def test_server_that_does_not_start_shows_its_log_and_recovers(bitnet_lab):
+    runner = playbook("playbooks/bitnet.yml", bitnet_lab, cmdline=f"--limit {HOSTS[2]}",
+                      extravars={"bitnet_server_extra_args": ["--no-such-flag"], "bitnet_health_timeout": 6})
+    text = " ".join(output(runner).split())
+    assert runner.rc != 0
+    assert "bitnet-server@tiny did not answer" in text and "error: unknown argument: --no-such-flag" in text
+    runner = converge(bitnet_lab, "playbooks/bitnet.yml", cmdline=f"--limit {HOSTS[2]}")
+    assert set(changed_hosts(runner)) == {HOSTS[2]}
+    assert http(HOSTS[2], fact(HOSTS[2])["bind"], "/health") == {"status": "ok"}
