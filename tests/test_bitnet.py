@@ -6,12 +6,15 @@ leave the previous model serving. The tests run in order and share the lab."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from helpers import changed_hosts, env, output, playbook
+from helpers import ROOT, changed_hosts, env, output, playbook, run
 
 pytestmark = pytest.mark.lab
 
@@ -130,3 +133,27 @@ def test_server_that_does_not_start_shows_its_log_and_recovers(bitnet_lab):
     runner = converge(bitnet_lab, "playbooks/bitnet.yml", cmdline=f"--limit {HOSTS[2]}")
     assert set(changed_hosts(runner)) == {HOSTS[2]}
     assert http(HOSTS[2], fact(HOSTS[2])["bind"], "/health") == {"status": "ok"}
+
+
+@pytest.mark.skipif(not os.environ.get("WF_BITNET_SRC"), reason="set WF_BITNET_SRC to a BitNet tree with its submodule")
+def test_real_bitnet_builds_once_and_serves(bitnet_lab):
+    """Opt-in: the real BitNet tree (WF_BITNET_SRC, submodule populated; see DESIGN.md for where
+    to get it) through the same role and mirror path. With WF_BITNET_MODEL (a GGUF file on the
+    controller) the model is served and must answer /health and complete a prompt."""
+    mirror = bitnet_lab.inventory / ".state" / "mirror" / "real"
+    commit = run(ROOT / "tests/fixtures/bitnet/make-mirror.sh", os.environ["WF_BITNET_SRC"], mirror).stdout.strip()
+    extravars = {"bitnet_git_url": "file:///srv/mirror/real/bitnet.git", "bitnet_version": commit,
+                 "bitnet_submodule_urls": {"3rdparty/llama.cpp": "file:///srv/mirror/real/llama.cpp.git"},
+                 "bitnet_models": [], "bitnet_health_timeout": 300}
+    model = os.environ.get("WF_BITNET_MODEL")
+    if model:
+        digest = hashlib.sha256(Path(model).read_bytes()).hexdigest()
+        extravars["bitnet_models"] = [{"name": "real", "src": model, "sha256": digest, "port": 8080}]
+    runner = converge(bitnet_lab, "playbooks/bitnet.yml", extravars=extravars, cmdline=f"--limit {HOSTS[0]},{HOSTS[1]}")
+    assert ran(runner, "BitNet | compile") == {HOSTS[0]}
+    for host in HOSTS[:2]:
+        assert commit[:7] in fact(host)["commit"]
+        assert "clang version 19" in sh(host, "/opt/bitnet/current/bin/llama-cli --version 2>&1").stdout
+    if model:
+        completion = http(HOSTS[1], fact(HOSTS[1])["bind"], "/completion", {"prompt": "The capital of France", "n_predict": 8})
+        assert completion["content"]

@@ -10,6 +10,8 @@ sys.path.insert(0, str(ROOT / "plugins" / "filter"))
 
 import pytest  # noqa: E402
 from ansible.errors import AnsibleFilterError  # noqa: E402
+import yaml  # noqa: E402
+from bitnet import bitnet_cmake_args, bitnet_cpu_profile  # noqa: E402
 from role_vars import unknown_role_vars  # noqa: E402
 from wireguard import wireguard_addresses  # noqa: E402
 
@@ -83,3 +85,44 @@ def test_bad_plans_fail_naming_the_cause(kwargs, message):
     args = {"members": {"a": ["base"], "b": ["base"]}, "plan": PLAN, "network": NET, **kwargs}
     with pytest.raises(AnsibleFilterError, match=message.replace("(", r"\(").replace(")", r"\)")):
         wireguard_addresses(**args)
+
+
+# The bitnet role's own profile table, as the role uses it.
+PROFILES = yaml.safe_load((ROOT / "roles" / "bitnet" / "vars" / "main.yml").read_text())["bitnet__profiles"]
+AVX2 = "fpu sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma f16c bmi2"
+AVX512 = AVX2 + " avx512f avx512dq avx512bw avx512vl"
+
+
+@pytest.mark.parametrize("flags,arch,profile", [
+    (AVX2, "x86_64", "x86_avx2"),
+    (AVX512, "x86_64", "x86_avx512"),
+    (AVX512 + " avx512_vnni", "x86_64", "x86_avx512_vnni"),
+    ("fp asimd asimddp sve", "aarch64", "arm_dotprod"),
+])
+def test_best_profile_the_cpu_allows(flags, arch, profile):
+    assert bitnet_cpu_profile(flags, arch, PROFILES) == profile
+
+
+def test_explicit_profile_is_checked_against_the_cpu():
+    assert bitnet_cpu_profile(AVX512, "x86_64", PROFILES, "x86_avx2") == "x86_avx2"
+    with pytest.raises(AnsibleFilterError, match="profile x86_avx512_vnni needs .* this x86_64 CPU lacks avx512_vnni"):
+        bitnet_cpu_profile(AVX512, "x86_64", PROFILES, "x86_avx512_vnni")
+    with pytest.raises(AnsibleFilterError, match="unknown BitNet profile 'avx9'; known: auto, native, arm_dotprod"):
+        bitnet_cpu_profile(AVX512, "x86_64", PROFILES, "avx9")
+
+
+def test_cpu_without_avx2_is_refused():
+    with pytest.raises(AnsibleFilterError, match="lacks avx2: BitNet's x86 kernels need AVX2"):
+        bitnet_cpu_profile("fpu sse sse2 avx fma f16c", "x86_64", PROFILES)
+
+
+def test_cmake_args_are_explicit_and_not_native():
+    args = bitnet_cmake_args("x86_avx512_vnni", PROFILES, "i2_s", 19)
+    for option in ("-DGGML_NATIVE=OFF", "-DGGML_AVX2=ON", "-DGGML_AVX512=ON", "-DGGML_AVX512_VNNI=ON",
+                   "-DGGML_AVX512_VBMI=OFF", "-DCMAKE_C_COMPILER=clang-19", "-DCMAKE_CXX_COMPILER=clang++-19",
+                   "-DBITNET_X86_TL2=OFF", "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_BUILD_SERVER=ON"):
+        assert option in args
+    assert "-DBITNET_X86_TL2=ON" in bitnet_cmake_args("x86_avx2", PROFILES, "tl2", 18, ["-DX=1"])
+    assert bitnet_cmake_args("x86_avx2", PROFILES, "tl2", 18, ["-DX=1"])[-1] == "-DX=1"
+    native = bitnet_cmake_args("native", PROFILES, "i2_s", 19)
+    assert "-DGGML_NATIVE=ON" in native and not any("AVX" in a for a in native)

@@ -62,6 +62,8 @@ def test_inventory_plugin_docs_render():
     ("module", "sky_service", "blue_green"),
     ("filter", "wireguard_addresses", "registry"),
     ("filter", "wireguard_registry", "public key"),
+    ("filter", "bitnet_cpu_profile", "AVX2"),
+    ("filter", "bitnet_cmake_args", "GGML_NATIVE=OFF"),
 ])
 def test_module_and_filter_docs_render(kind, name, expected):
     assert expected in run("ansible-doc", "-t", kind, name).stdout
@@ -75,3 +77,8 @@ def test_wireguard_role_docs_render():
 def test_node_pool_role_docs_render():
     out = run("ansible-doc", "-t", "role", "-r", "roles", "skypilot_node_pool").stdout
     assert "base_ssh_allow_tcp_forwarding" in out and "skypilot_node_pool_wheelhouse" in out
+
+
+def test_bitnet_role_docs_render():
+    out = run("ansible-doc", "-t", "role", "-r", "roles", "bitnet").stdout
+    assert "bitnet_submodule_urls" in out and "bitnet_model_checksum_required" in out
