@@ -14,7 +14,9 @@ Prints the figures and the ratios (artifact / native must be within 5%).
     .venv/bin/python bench/bitnet.py --bitnet-src DIR --model-dir DIR --python PY [--size 1B]
 
 --bitnet-src: a BitNet tree with 3rdparty/llama.cpp populated (not part of this repository).
---model-dir: holds config.json (BitnetForCausalLM) and tokenizer.model, and receives the models.
+--model-dir: receives config.json (BitnetForCausalLM; the generator's embedding has 32002 rows),
+  tokenizer.model (sentencepiece, trained on this machine's Python sources) and the models, each
+  made only when absent.
 --python: an interpreter with torch, numpy, sentencepiece and BitNet's gguf-py, for the generator.
 """
 
@@ -61,6 +63,14 @@ int main(int argc, char ** argv) {
     printf("%.3f %llu\n", best, (unsigned long long) total);
     return 0;
 }
+"""
+
+TOKENIZER = """
+import glob, sys, sysconfig
+import sentencepiece as spm
+files = sorted(glob.glob(sysconfig.get_paths()["stdlib"] + "/**/*.py", recursive=True))[:400]
+spm.SentencePieceTrainer.train(input=files, model_prefix=sys.argv[1], vocab_size=8000, model_type="bpe",
+                               input_sentence_size=200000, byte_fallback=True, minloglevel=2)
 """
 
 
@@ -114,6 +124,13 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
 
+    args.model_dir.mkdir(parents=True, exist_ok=True)
+    config = args.model_dir / "config.json"
+    if not config.exists():
+        config.write_text(json.dumps({"architectures": ["BitnetForCausalLM"], "vocab_size": 32002,
+                                      "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "rope_theta": 10000.0}))
+    if not (args.model_dir / "tokenizer.model").exists():
+        subprocess.run([args.python, "-c", TOKENIZER, str(args.model_dir / "tokenizer")], check=True)
     f16 = args.model_dir / f"dummy-{args.size}.f16.gguf"
     if not f16.exists():
         subprocess.run([args.python, "utils/generate-dummy-bitnet-model.py", args.model_dir, "--outfile", f16,

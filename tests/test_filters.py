@@ -126,3 +126,40 @@ def test_cmake_args_are_explicit_and_not_native():
     assert bitnet_cmake_args("x86_avx2", PROFILES, "tl2", 18, ["-DX=1"])[-1] == "-DX=1"
     native = bitnet_cmake_args("native", PROFILES, "i2_s", 19)
     assert "-DGGML_NATIVE=ON" in native and not any("AVX" in a for a in native)
+
+
+PRICES = {"cx22": {"monthly": 3.65}, "AX41-NVMe": {"monthly": 73.0}, "spot": 0.5}
+
+
+def test_fleet_status_judges_and_prices_each_host():
+    from fleet_status import fleet_status
+    bitnet = {"profile": "x86_avx2", "commit": "c82b5e667482", "release": "r1",
+              "models": [{"name": "m", "port": 8080, "tg": 50.0}, {"name": "n", "port": 8081, "tg": 20.0}]}
+    peer = {"name": "b", "handshake_age": 12, "healthy": True}
+    report = fleet_status({
+        "a": {"reachable": True, "product": "cx22", "mesh_address": "10.100.0.1", "bitnet": bitnet,
+              "health": [200, 200], "peers": [peer]},
+        "b": {"reachable": True, "product": "AX41-NVMe", "mesh_address": "10.100.0.2", "bitnet": bitnet,
+              "health": [200, 503], "peers": [{**peer, "name": "a", "healthy": False}]},
+        "c": {"reachable": False, "product": "unknown-box"},
+    }, PRICES, pool=["10.100.0.1"])
+    a, b, c = report["hosts"]
+    # cx22 at 3.65/month is 0.005/h; 50 tokens/s is 180,000 tokens/h.
+    assert a["price_per_hour"] == pytest.approx(0.005) and a["decode_tps"] == 50.0
+    assert a["cost_per_1m"] == pytest.approx(0.005 / 180000 * 1e6, abs=1e-4)
+    assert a["cost_per_1m_at_50"] == pytest.approx(2 * a["cost_per_1m"], abs=1e-4)
+    assert a["healthy"] and a["in_pool"] and a["commit"] == "c82b5e6"
+    assert not b["healthy"] and b["issues"] == ["llama-server n unhealthy", "WireGuard peer a stale"]
+    assert b["decode_tps"] == 50.0 and b["price_per_hour"] == pytest.approx(0.1) and not b["in_pool"]
+    assert c["issues"] == ["unreachable"] and c["price_per_hour"] is None
+    assert not report["healthy"] and "c: unreachable" in report["problems"]
+    totals = report["totals"]
+    assert totals["healthy"] == 1 and totals["unpriced"] == ["c"] and totals["decode_tps"] == 50.0
+    assert totals["price_per_hour"] == pytest.approx(0.105)
+    assert "TOTAL" in report["table"] and "m:ok,n:DOWN" in report["table"]
+
+
+def test_fleet_status_without_pool_or_rates():
+    from fleet_status import fleet_status
+    report = fleet_status({"a": {"reachable": True, "product": "spot"}}, PRICES)
+    assert report["healthy"] and report["hosts"][0]["in_pool"] is None and report["totals"]["cost_per_1m"] is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from ansible.errors import AnsibleFilterError
 
 _X86_MINIMUM = ("avx2", "fma", "f16c")
@@ -62,8 +64,32 @@ def bitnet_cmake_args(profile, profiles, kernel, compiler_version, extra=None):
     return [f"-D{k}={v}" for k, v in options.items()] + list(extra or [])
 
 
+def bitnet_model_rates(models, bench_results, previous):
+    """Each model with its llama-bench rates (``pp``, ``tg`` tokens/s): from ``bench_results`` (the
+    registered loop of llama-bench -o json runs) when measured now, else from ``previous`` (the
+    last local fact) when the name, release and sha256 are the same, else without rates."""
+    measured = {}
+    for result in bench_results:
+        if result.get("skipped") or "stdout" not in result:
+            continue
+        try:
+            records = json.loads(result["stdout"])
+            measured[result["item"]["name"]] = {
+                "pp": round(next(r["avg_ts"] for r in records if r["n_prompt"]), 2),
+                "tg": round(next(r["avg_ts"] for r in records if r["n_gen"]), 2)}
+        except (ValueError, KeyError, StopIteration) as exc:
+            raise AnsibleFilterError(f"llama-bench output of model {result['item']['name']}: {exc}") from None
+    known = {(m.get("name"), m.get("release"), m.get("sha256")): m for m in previous if "tg" in m}
+    result = []
+    for model in models:
+        rates = measured.get(model["name"]) or known.get((model["name"], model.get("release"), model.get("sha256")))
+        result.append({**model, **({"pp": rates["pp"], "tg": rates["tg"]} if rates else {})})
+    return result
+
+
 class FilterModule:
     """BitNet build helpers."""
 
     def filters(self):
-        return {"bitnet_cpu_profile": bitnet_cpu_profile, "bitnet_cmake_args": bitnet_cmake_args}
+        return {"bitnet_cpu_profile": bitnet_cpu_profile, "bitnet_cmake_args": bitnet_cmake_args,
+                "bitnet_model_rates": bitnet_model_rates}

@@ -1,0 +1,106 @@
+"""The fleet status report of playbooks/runbooks/status.yml: per host and in total, with cost per token."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+HOURS_PER_MONTH = 730
+
+
+def _price(product, prices):
+    """Price per hour of a product: `hourly`, or `monthly` / 730 (how Hetzner lists dedicated servers)."""
+    entry = prices.get(product) or prices.get(str(product).lower())
+    if entry is None:
+        return None
+    if isinstance(entry, (int, float)):
+        return float(entry)
+    if "hourly" in entry:
+        return float(entry["hourly"])
+    if "monthly" in entry:
+        return float(entry["monthly"]) / HOURS_PER_MONTH
+    raise AnsibleFilterError(f"status_prices[{product!r}] needs hourly or monthly, got {entry!r}")
+
+
+def _per_million(price, tokens_per_second, utilisation):
+    if not price or not tokens_per_second:
+        return None
+    return round(price / (tokens_per_second * 3600 * utilisation) * 1e6, 4)
+
+
+def fleet_status(hosts, prices, pool=None):
+    """Judge and total the per-host records the status runbook gathered.
+
+    ``hosts`` maps host name to ``{reachable, product, mesh_address, bitnet, health, peers}``:
+    ``bitnet`` is the bitnet role's local fact (its ``models`` carry the measured ``tg``), ``health``
+    the HTTP status of each model's /health in the same order, ``peers`` the wireguard_health
+    module's peers ``{name, handshake_age, healthy}``; ``prices`` maps product to a price per hour (or ``{hourly}``/``{monthly}``);
+    ``pool`` is the list of addresses in the SkyPilot node pool (None: no controller in the run).
+    """
+    rows, problems = [], []
+    for name in sorted(hosts):
+        record = hosts[name]
+        row = {"host": name, "reachable": bool(record.get("reachable")), "product": record.get("product")}
+        issues = [] if row["reachable"] else ["unreachable"]
+        bitnet = record.get("bitnet") or {}
+        row.update(profile=bitnet.get("profile"), commit=(bitnet.get("commit") or "")[:7] or None,
+                   release=bitnet.get("release"))
+        statuses = record.get("health") or []
+        row["models"] = [{**model, "healthy": index < len(statuses) and statuses[index] == 200}
+                         for index, model in enumerate(bitnet.get("models") or [])]
+        issues += [f"llama-server {m['name']} unhealthy" for m in row["models"] if not m.get("healthy")]
+        row["peers"] = record.get("peers") or []
+        issues += [f"WireGuard peer {p['name']} stale" for p in row["peers"] if not p.get("healthy")]
+        address = record.get("mesh_address")
+        row["in_pool"] = None if pool is None else address in pool
+        row["price_per_hour"] = _price(row["product"], prices) if row["product"] else None
+        rates = [m["tg"] for m in row["models"] if m.get("healthy") and m.get("tg")]
+        row["decode_tps"] = max(rates) if rates else None
+        row["cost_per_1m"] = _per_million(row["price_per_hour"], row["decode_tps"], 1.0)
+        row["cost_per_1m_at_50"] = _per_million(row["price_per_hour"], row["decode_tps"], 0.5)
+        row["healthy"] = not issues
+        row["issues"] = issues
+        problems += [f"{name}: {issue}" for issue in issues]
+        rows.append(row)
+    priced = [r for r in rows if r["price_per_hour"] is not None]
+    price = round(sum(r["price_per_hour"] for r in priced), 4)
+    tokens = round(sum(r["decode_tps"] or 0 for r in rows if r["healthy"]), 2)
+    totals = {"hosts": len(rows), "healthy": sum(r["healthy"] for r in rows), "price_per_hour": price,
+              "unpriced": [r["host"] for r in rows if r["price_per_hour"] is None],
+              "decode_tps": tokens, "cost_per_1m": _per_million(price, tokens, 1.0),
+              "cost_per_1m_at_50": _per_million(price, tokens, 0.5)}
+    return {"hosts": rows, "totals": totals, "healthy": not problems, "problems": problems,
+            "table": _table(rows, totals)}
+
+
+def _cell(value, digits=None):
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:.{digits}f}" if digits is not None else str(value)
+
+
+def _table(rows, totals):
+    header = ["host", "up", "profile", "commit", "models", "peers", "pool", "€/h", "tok/s", "€/1M", "€/1M@50%", "status"]
+    lines = [header]
+    for r in rows:
+        models = ",".join(f"{m['name']}:{'ok' if m.get('healthy') else 'DOWN'}" for m in r["models"]) or "-"
+        ages = [p.get("handshake_age") for p in r["peers"]]
+        peers = (f"{sum(p.get('healthy', False) for p in r['peers'])}/{len(ages)} "
+                 f"max {max((a for a in ages if a is not None), default='-')}s") if ages else "-"
+        lines.append([r["host"], _cell(r["reachable"]), _cell(r["profile"]), _cell(r["commit"]), models, peers,
+                      _cell(r["in_pool"]), _cell(r["price_per_hour"], 4), _cell(r["decode_tps"], 1),
+                      _cell(r["cost_per_1m"], 2), _cell(r["cost_per_1m_at_50"], 2),
+                      "ok" if r["healthy"] else "; ".join(r["issues"])])
+    lines.append(["TOTAL", f"{totals['healthy']}/{totals['hosts']}", "", "", "", "", "",
+                  _cell(totals["price_per_hour"], 4), _cell(totals["decode_tps"], 1),
+                  _cell(totals["cost_per_1m"], 2), _cell(totals["cost_per_1m_at_50"], 2), ""])
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
+class FilterModule:
+    """Fleet status report."""
+
+    def filters(self):
+        return {"fleet_status": fleet_status}
