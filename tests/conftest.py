@@ -72,9 +72,10 @@ def pool_lab(lab_image, tmp_path_factory):
     lab.down()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def bitnet_lab(lab_image, tmp_path_factory):
-    """A lab for the BitNet tests, which rebuild, break and restore the servers."""
+    """A lab for the BitNet and runbook tests, which rebuild, break and restore the servers
+    (test_bitnet.py converges it first)."""
     lab = Lab(tmp_path_factory.mktemp("bitnet-inventory"), "wf-bitnet-", "wrinklefree-bitnet", "10.213.5.0/24")
     lab.up()
     yield lab

@@ -90,3 +90,35 @@ def test_conflicts_with_the_base_role_fail_before_any_change(pool_lab, pool_vars
     runner = playbook("playbooks/skypilot.yml", pool_lab, extravars={**pool_vars, **extravars})
     assert runner.rc != 0 and message in " ".join(output(runner).split())
     assert changed_hosts(runner) == {}
+
+
+def wg_peers(host: str) -> set[str]:
+    return set(sh(host, "wg show wg0 peers").split())
+
+
+def test_remove_host_that_is_unreachable_leaves_every_peer_list_and_the_pool(pool_lab, pool_vars, converged):
+    gone = pool_lab.host(3)
+    mesh = yaml.safe_load((pool_lab.inventory / "wireguard-addresses.yml").read_text())
+    run("podman", "stop", "-t", "2", gone)
+    runner = playbook("playbooks/runbooks/remove-host.yml", pool_lab, extravars={**pool_vars, "host": gone})
+    assert runner.rc == 0, output(runner)[-4000:]
+    assert "Delete the server at Hetzner" in output(runner)
+    for host in (pool_lab.host(1), pool_lab.host(2)):
+        assert mesh[gone]["public_key"] not in wg_peers(host)
+    assert gone not in yaml.safe_load((pool_lab.inventory / "wireguard-addresses.yml").read_text())
+    pool = yaml.safe_load(sh(pool_lab.host(1), "cat ~/.sky/ssh_node_pools.yaml"))
+    assert mesh[gone]["address"] not in pool["hetzner-base"]["hosts"] and len(pool["hetzner-base"]["hosts"]) == 2
+
+
+def test_add_host_joins_the_mesh_and_the_pool_again(pool_lab, pool_vars, converged):
+    back = pool_lab.host(3)
+    run("podman", "start", back)
+    sh(back, "systemctl is-system-running --wait || true")
+    runner = playbook("playbooks/runbooks/add-host.yml", pool_lab, extravars={**pool_vars, "host": back})
+    assert runner.rc == 0, output(runner)[-4000:]
+    mesh = yaml.safe_load((pool_lab.inventory / "wireguard-addresses.yml").read_text())
+    for host in (pool_lab.host(1), pool_lab.host(2)):
+        assert mesh[back]["public_key"] in wg_peers(host)
+        sh(host, f"for i in 1 2 3 4 5 6; do ping -c1 -W1 {mesh[back]['address']} >/dev/null && exit 0; sleep 1; done; exit 1")
+    pool = yaml.safe_load(sh(pool_lab.host(1), "cat ~/.sky/ssh_node_pools.yaml"))
+    assert mesh[back]["address"] in pool["hetzner-base"]["hosts"]

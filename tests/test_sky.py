@@ -189,3 +189,17 @@ def test_job_wait_times_out_naming_the_status(sdk):
     assert runner.rc != 0
     assert "job [1] still PENDING after 1 s" in " ".join(output(runner).split())
     assert calls(sdk()) == ["jobs.launch"]
+
+
+def test_runbooks_scale_teardown_and_train_actions(sdk):
+    assert sky_play("playbooks/runbooks/serve-scale.yml").rc != 0
+    assert sky_play("playbooks/runbooks/serve-scale.yml", serve_max_replicas=7).rc == 0
+    assert sky_play("playbooks/runbooks/serve-scale.yml", serve_max_replicas=8).rc == 0
+    assert calls(sdk(), "serve") == ["serve.up", "serve.update"]
+    assert sky_play("playbooks/runbooks/serve-teardown.yml").rc == 0
+    assert calls(sdk(), "serve")[-1] == "serve.down"
+    assert sky_play("playbooks/runbooks/train-stage.yml", train_stage="2", train_action="stop").rc != 0
+    assert sky_play("playbooks/runbooks/train-stage.yml", train_stage="2", train_action="launch").rc == 0
+    assert sky_play("playbooks/runbooks/train-stage.yml", train_stage="2", train_action="resume").stats["changed"] == {}
+    assert sky_play("playbooks/runbooks/train-stage.yml", train_stage="2", train_action="cancel").rc == 0
+    assert calls(sdk(), "jobs") == ["jobs.launch", "jobs.cancel"]

@@ -1,0 +1,97 @@
+"""Day-2 runbooks in the BitNet lab (after test_bitnet.py converged it): the status report and
+its exit code, and a rolling upgrade that stops and rolls back when a host's server does not
+come up, leaving the other hosts serving."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from helpers import ROOT, changed_hosts, output, playbook, run
+from test_bitnet import HOSTS, converge, fact, http, sh
+
+pytestmark = pytest.mark.lab
+
+
+def model_sha(host: str) -> str:
+    return sh(host, "sha256sum /var/lib/bitnet/models/tiny.gguf").stdout.split()[0]
+
+
+def server_pid(host: str) -> str:
+    return sh(host, "systemctl show -p MainPID --value bitnet-server@tiny").stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def converged(bitnet_lab):
+    converge(bitnet_lab)
+    return bitnet_lab
+
+
+def test_status_reports_every_host_with_cost_per_token(converged, tmp_path):
+    report_file = tmp_path / "status.json"
+    runner = playbook("playbooks/runbooks/status.yml", converged, extravars={"status_json": str(report_file)})
+    assert runner.rc == 0, output(runner)[-4000:]
+    report = json.loads(report_file.read_text())
+    assert report["healthy"] and report["problems"] == []
+    hosts = {h["host"]: h for h in report["hosts"]}
+    assert set(hosts) == set(HOSTS)
+    for name, host in hosts.items():
+        assert host["reachable"] and host["profile"] == fact(name)["profile"]
+        assert host["models"][0]["name"] == "tiny" and host["models"][0]["healthy"]
+        assert {p["name"] for p in host["peers"]} == set(HOSTS) - {name}
+        assert host["decode_tps"] > 0 and host["price_per_hour"] > 0
+        assert host["cost_per_1m_at_50"] == pytest.approx(2 * host["cost_per_1m"], rel=0.01)
+    # wf-bitnet-3 is the lab's dedicated AX41-NVMe (monthly price / 730), the others Cloud cx22.
+    assert hosts[HOSTS[2]]["product"] == "AX41-NVMe" and hosts[HOSTS[0]]["product"] == "cx22"
+    totals = report["totals"]
+    assert totals["healthy"] == 3 and totals["price_per_hour"] == pytest.approx(sum(h["price_per_hour"] for h in hosts.values()))
+    assert "TOTAL  3/3" in output(runner)
+
+
+def test_status_fails_naming_a_server_that_is_down(converged):
+    sh(HOSTS[2], "systemctl stop bitnet-server@tiny")
+    try:
+        runner = playbook("playbooks/runbooks/status.yml", converged)
+        assert runner.rc != 0
+        assert f"unhealthy: {HOSTS[2]}: llama-server tiny unhealthy" in " ".join(output(runner).split())
+    finally:
+        sh(HOSTS[2], "systemctl start bitnet-server@tiny")
+
+
+def test_rolling_upgrade_stops_and_rolls_back_a_failing_host(converged):
+    mirror = converged.inventory / ".state" / "mirror" / "models"
+    run("python3", ROOT / "tests/fixtures/bitnet/make_gguf.py", mirror / "tiny2.gguf", "--name", "tiny-2", "--seed", "2")
+    new_sha = subprocess.run(["sha256sum", mirror / "tiny2.gguf"], check=True, capture_output=True, text=True).stdout.split()[0]
+    old_sha = model_sha(HOSTS[0])
+    untouched_pid = server_pid(HOSTS[2])
+    new_model = {"name": "tiny", "url": "file:///srv/mirror/models/tiny2.gguf", "sha256": new_sha, "port": 8080,
+                 # The second host's new server does not start: its health check fails mid-rollout.
+                 "extra_args": f"{{{{ ['--no-such-flag'] if inventory_hostname == '{HOSTS[1]}' else [] }}}}"}
+    runner = playbook("playbooks/runbooks/bitnet-upgrade.yml", converged,
+                      extravars={"upgrade_models": [new_model], "bitnet_health_timeout": 6})
+    text = " ".join(output(runner).split())
+    assert runner.rc != 0
+    assert f"upgrade failed on {HOSTS[1]} and was rolled back" in text and "unknown argument: --no-such-flag" in text
+    assert model_sha(HOSTS[0]) == new_sha
+    assert model_sha(HOSTS[1]) == old_sha, "the failed host was not rolled back"
+    assert model_sha(HOSTS[2]) == old_sha and server_pid(HOSTS[2]) == untouched_pid, "the rollout went on"
+    for host in HOSTS:
+        assert http(host, fact(host)["bind"], "/health") == {"status": "ok"}
+
+    new_model.pop("extra_args")
+    runner = playbook("playbooks/runbooks/bitnet-upgrade.yml", converged, extravars={"upgrade_models": [new_model]})
+    assert runner.rc == 0, output(runner)[-4000:]
+    assert {model_sha(host) for host in HOSTS} == {new_sha}
+    # Back to the inventory's model: the plain layer playbook converges the fleet.
+    assert set(changed_hosts(converge(converged, "playbooks/bitnet.yml"))) == set(HOSTS)
+    assert {model_sha(host) for host in HOSTS} == {old_sha}
+
+
+def test_upgrade_refuses_bad_input_before_any_change(converged):
+    runner = playbook("playbooks/runbooks/bitnet-upgrade.yml", converged, extravars={"upgrade_batch": 3, "upgrade_version": "abcdef1"})
+    assert runner.rc != 0 and "must be at least 1 and below the number of hosts (3)" in " ".join(output(runner).split())
+    runner = playbook("playbooks/runbooks/bitnet-upgrade.yml", converged, extravars={"upgrade_version": "main"})
+    assert runner.rc != 0 and 'bitnet_version must be a commit' in " ".join(output(runner).split())
+    assert changed_hosts(runner) == {}
