@@ -31,12 +31,12 @@ def fact(host: str) -> dict:
     return json.loads(sh(host, "cat /etc/ansible/facts.d/bitnet.fact").stdout)
 
 
-def http(host: str, address: str, path: str, body: dict | None = None) -> dict:
+def http(host: str, address: str, path: str, body: dict | None = None, port: int = 8080) -> dict:
     """A request from `host` to a server on `address` (the mesh, which the controller is not on)."""
     script = ("import json, sys, urllib.request; "
               "data = sys.argv[2].encode() if sys.argv[2] else None; "
               "print(urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=data), timeout=10).read().decode())")
-    url = f"http://{address}:8080{path}"
+    url = f"http://{address}:{port}{path}"
     proc = subprocess.run(["podman", "exec", host, "python3", "-c", script, url, json.dumps(body) if body else ""],
                           env=env(), check=True, capture_output=True, text=True)
     return json.loads(proc.stdout)
@@ -135,11 +135,34 @@ def test_server_that_does_not_start_shows_its_log_and_recovers(bitnet_lab):
     assert http(HOSTS[2], fact(HOSTS[2])["bind"], "/health") == {"status": "ok"}
 
 
+def test_model_from_the_controller_is_checked_before_it_is_copied(bitnet_lab, tmp_path):
+    extra = tmp_path / "extra.gguf"
+    run("python3", ROOT / "tests/fixtures/bitnet/make_gguf.py", extra, "--name", "extra", "--seed", "5")
+    digest = hashlib.sha256(extra.read_bytes()).hexdigest()
+    tiny = {"name": "tiny", "url": "file:///srv/mirror/models/tiny.gguf", "port": 8080,
+            "sha256": (bitnet_lab.inventory / ".state/mirror/models/tiny.gguf.sha256").read_text()}
+    models = [tiny, {"name": "extra", "src": str(extra), "sha256": digest, "port": 8081}]
+    limit = f"--limit {HOSTS[0]}"
+    converge(bitnet_lab, "playbooks/bitnet.yml", extravars={"bitnet_models": models}, cmdline=limit)
+    bind = fact(HOSTS[0])["bind"]
+    assert http(HOSTS[0], bind, "/props", port=8081)["model_path"] == "/var/lib/bitnet/models/extra.gguf"
+    assert sh(HOSTS[0], "sha256sum /var/lib/bitnet/models/extra.gguf").stdout.split()[0] == digest
+    models[1]["sha256"] = "f" * 64
+    runner = playbook("playbooks/bitnet.yml", bitnet_lab, extravars={"bitnet_models": models}, cmdline=limit)
+    assert runner.rc != 0 and f"has sha256 {digest}, expected {'f' * 64}" in " ".join(output(runner).split())
+    assert sh(HOSTS[0], "sha256sum /var/lib/bitnet/models/extra.gguf").stdout.split()[0] == digest
+    # Back to the inventory's models: the extra server is stopped and its configuration removed.
+    converge(bitnet_lab, "playbooks/bitnet.yml", cmdline=limit)
+    assert sh(HOSTS[0], "systemctl is-active bitnet-server@extra", check=False).stdout.strip() == "inactive"
+    assert sh(HOSTS[0], "test -e /etc/bitnet/extra.env", check=False).returncode == 1
+
+
 @pytest.mark.skipif(not os.environ.get("WF_BITNET_SRC"), reason="set WF_BITNET_SRC to a BitNet tree with its submodule")
 def test_real_bitnet_builds_once_and_serves(bitnet_lab):
     """Opt-in: the real BitNet tree (WF_BITNET_SRC, submodule populated; see DESIGN.md for where
     to get it) through the same role and mirror path. With WF_BITNET_MODEL (a GGUF file on the
     controller) the model is served and must answer /health and complete a prompt."""
+    converge(bitnet_lab)  # base, mesh and the fixture first, when this test runs alone
     mirror = bitnet_lab.inventory / ".state" / "mirror" / "real"
     commit = run(ROOT / "tests/fixtures/bitnet/make-mirror.sh", os.environ["WF_BITNET_SRC"], mirror).stdout.strip()
     extravars = {"bitnet_git_url": "file:///srv/mirror/real/bitnet.git", "bitnet_version": commit,

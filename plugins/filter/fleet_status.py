@@ -24,7 +24,7 @@ def _price(product, prices):
 def _per_million(price, tokens_per_second, utilisation):
     if not price or not tokens_per_second:
         return None
-    return round(price / (tokens_per_second * 3600 * utilisation) * 1e6, 4)
+    return float(f"{price / (tokens_per_second * 3600 * utilisation) * 1e6:.4g}")
 
 
 def fleet_status(hosts, prices, pool=None):
@@ -72,12 +72,12 @@ def fleet_status(hosts, prices, pool=None):
             "table": _table(rows, totals)}
 
 
-def _cell(value, digits=None):
+def _cell(value, form=None):
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return f"{value:.{digits}f}" if digits is not None else str(value)
+    return format(value, form) if form else str(value)
 
 
 def _table(rows, totals):
@@ -89,12 +89,12 @@ def _table(rows, totals):
         peers = (f"{sum(p.get('healthy', False) for p in r['peers'])}/{len(ages)} "
                  f"max {max((a for a in ages if a is not None), default='-')}s") if ages else "-"
         lines.append([r["host"], _cell(r["reachable"]), _cell(r["profile"]), _cell(r["commit"]), models, peers,
-                      _cell(r["in_pool"]), _cell(r["price_per_hour"], 4), _cell(r["decode_tps"], 1),
-                      _cell(r["cost_per_1m"], 2), _cell(r["cost_per_1m_at_50"], 2),
+                      _cell(r["in_pool"]), _cell(r["price_per_hour"], ".4f"), _cell(r["decode_tps"], ".1f"),
+                      _cell(r["cost_per_1m"], ".3g"), _cell(r["cost_per_1m_at_50"], ".3g"),
                       "ok" if r["healthy"] else "; ".join(r["issues"])])
     lines.append(["TOTAL", f"{totals['healthy']}/{totals['hosts']}", "", "", "", "", "",
-                  _cell(totals["price_per_hour"], 4), _cell(totals["decode_tps"], 1),
-                  _cell(totals["cost_per_1m"], 2), _cell(totals["cost_per_1m_at_50"], 2), ""])
+                  _cell(totals["price_per_hour"], ".4f"), _cell(totals["decode_tps"], ".1f"),
+                  _cell(totals["cost_per_1m"], ".3g"), _cell(totals["cost_per_1m_at_50"], ".3g"), ""])
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
 

@@ -1,0 +1,41 @@
+"""Secret hygiene: site.yml and the runbooks at -vvv, with a log file on, leave no WireGuard
+private key, Hetzner API token, Robot password or SSH private key in their output, the log, the
+fact cache or the inventory; a failing run leaves no retry file (ansible.cfg turns them off).
+(The W&B key through the training runbook: tests/test_sky.py.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import ROOT, env, output, playbook
+from test_bitnet import HOSTS, sh
+
+pytestmark = pytest.mark.lab
+
+
+def test_no_secret_in_output_log_fact_cache_or_retry_files(bitnet_lab, tmp_path, monkeypatch):
+    log = tmp_path / "ansible.log"
+    monkeypatch.setattr("helpers.env", lambda **more: env(ANSIBLE_LOG_PATH=str(log), **more))
+    texts = []
+    for path, extravars in (("playbooks/site.yml", {}), ("playbooks/runbooks/status.yml", {}),
+                            ("playbooks/runbooks/wireguard-health.yml", {}),
+                            # A failing run, which would write a retry file were they on.
+                            ("playbooks/bitnet.yml", {"bitnet_server_bind": "192.0.2.1"})):
+        runner = playbook(path, bitnet_lab, extravars=extravars, cmdline="-vvv")
+        texts.append(output(runner))
+    assert runner.rc != 0
+    assert not list(ROOT.rglob("*.retry")) and not list(bitnet_lab.inventory.rglob("*.retry"))
+
+    state = bitnet_lab.inventory / ".state" / "hetzner"
+    secrets = {f"{host} WireGuard private key": sh(host, "cat /etc/wireguard/wg0.key").stdout.strip() for host in HOSTS}
+    secrets.update({name: (state / name).read_text().strip() for name in ("cloud-token", "robot-password")})
+    secrets["lab SSH private key body"] = (bitnet_lab.inventory / ".state" / "id_ed25519").read_text().splitlines()[1]
+    assert all(len(value) >= 20 for value in secrets.values()), "a secret to look for is missing"
+
+    places = {f"output of run {i}": text for i, text in enumerate(texts)}
+    places["log file"] = log.read_text()
+    for path in [*(ROOT / ".cache" / "facts").rglob("*"), *bitnet_lab.inventory.rglob("*.yml")]:
+        if path.is_file():
+            places[str(path)] = path.read_text(errors="ignore")
+    leaks = [f"{name} in {place}" for name, value in secrets.items() for place, text in places.items() if value in text]
+    assert not leaks, leaks
