@@ -12,7 +12,7 @@ from helpers import ROOT, run
 
 PLAYBOOKS = sorted(
     p.relative_to(ROOT) for p in (ROOT / "playbooks").rglob("*.yml")
-    if p.parent.name not in ("tasks", "files") and p.name != "vars.yml"
+    if p.parent.name not in ("tasks", "files", "vars") and p.name != "vars.yml"
 )
 
 

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Benchmark: site.yml convergence on 1, 3 and 6 lab hosts, the project's ansible.cfg against
+Ansible's defaults for the speed settings.
+
+For each size and configuration, in one invocation: a fresh lab of its own, the first run of
+playbooks/site.yml (bare hosts to serving), then --repeat no-op runs (median). Prints the wall
+times, changed counts and ratios (defaults / project), and where a no-op run's time goes: the
+slowest tasks by wall time across hosts, from ansible-runner's events (what profile_tasks shows).
+
+"defaults" is ansible.cfg without the speed settings (forks, gathering, fact cache, pipelining,
+SSH multiplexing arguments); paths and correctness settings are the same.
+
+    .venv/bin/python bench/converge.py [--sizes 1 3 6] [--repeat 3]     (as root: it runs podman)
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+import helpers  # noqa: E402
+from conftest import Lab  # noqa: E402
+from helpers import changed_hosts, output, playbook, run  # noqa: E402
+
+SPEED = {"defaults": ["forks", "gathering", "fact_caching", "fact_caching_connection", "fact_caching_timeout"],
+         "ssh_connection": ["pipelining", "ssh_args"]}
+PATHS = ["inventory", "roles_path", "library", "module_utils", "filter_plugins", "inventory_plugins"]
+
+
+def defaults_cfg(directory: Path) -> Path:
+    """ansible.cfg with the speed settings removed and its paths made absolute."""
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(ROOT / "ansible.cfg")
+    for section, keys in SPEED.items():
+        for key in keys:
+            cfg.remove_option(section, key)
+    for key in PATHS:
+        cfg.set("defaults", key, str(ROOT / cfg.get("defaults", key)))
+    path = directory / "ansible-defaults.cfg"
+    with path.open("w") as f:
+        cfg.write(f)
+    return path
+
+
+def converge(lab: Lab) -> tuple[float, int, list]:
+    start = time.perf_counter()
+    runner = playbook("playbooks/site.yml", lab)
+    seconds = time.perf_counter() - start
+    if runner.rc != 0:
+        raise SystemExit(f"site.yml failed:\n{output(runner)[-4000:]}")
+    return seconds, sum(changed_hosts(runner).values()), list(runner.events)
+
+
+def slowest(events: list, count: int = 6) -> list[tuple[str, float]]:
+    """Tasks by wall time (first start to last end over the hosts), from the runner's events."""
+    spans: dict[str, list[datetime]] = {}
+    for event in events:
+        data = event.get("event_data", {})
+        if event["event"] in ("runner_on_ok", "runner_on_skipped", "runner_on_failed") and data.get("start"):
+            span = spans.setdefault(data.get("task", "?"), [])
+            span += [datetime.fromisoformat(data["start"]), datetime.fromisoformat(data["end"])]
+    walls = {task: (max(s) - min(s)).total_seconds() for task, s in spans.items()}
+    return sorted(walls.items(), key=lambda item: -item[1])[:count]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 3, 6])
+    parser.add_argument("--repeat", type=int, default=3, help="no-op runs per size and configuration (median)")
+    args = parser.parse_args()
+    run("ansible-playbook", "-i", ROOT / "inventories" / "controller", "playbooks/lab/image.yml")
+    configs = {"defaults": defaults_cfg(Path(tempfile.mkdtemp(prefix="wf-bench-cfg-"))), "project": ROOT / "ansible.cfg"}
+    base_env = helpers.env
+    results = {}
+    for size in args.sizes:
+        for name, cfg in configs.items():
+            helpers.env = lambda cfg=cfg, **more: base_env(ANSIBLE_CONFIG=str(cfg), **more)
+            lab = Lab(Path(tempfile.mkdtemp(prefix="wf-bench-converge-")), "wf-bench-cv-", "wrinklefree-bench-cv",
+                      "10.213.11.0/24")
+            try:
+                lab.up(size)
+                first = converge(lab)
+                noops = [converge(lab) for _ in range(args.repeat)]
+            finally:
+                helpers.env = base_env
+                lab.down()
+            median = statistics.median(seconds for seconds, _, _ in noops)
+            typical = min(noops, key=lambda r: abs(r[0] - median))
+            results[size, name] = (first[0], first[1], median, max(c for _, c, _ in noops), slowest(typical[2]))
+
+    print(f"site.yml convergence, {os.cpu_count()} CPUs, lab hosts; no-op: median of {args.repeat}")
+    print(f"{'hosts':>5} {'config':<9} {'first s':>8} {'changed':>8} {'no-op s':>8} {'changed':>8}")
+    for (size, name), (t1, c1, t2, c2, _) in results.items():
+        print(f"{size:>5} {name:<9} {t1:>8.1f} {c1:>8} {t2:>8.1f} {c2:>8}")
+    for size in args.sizes:
+        d, p = results[size, "defaults"], results[size, "project"]
+        print(f"{size} hosts, defaults / project: first {d[0] / p[0]:.2f}x, no-op {d[2] / p[2]:.2f}x")
+    for (size, name), (*_, tasks) in results.items():
+        print(f"slowest tasks of a no-op run, {size} hosts, {name}: "
+              + "; ".join(f"{task} {seconds:.1f}s" for task, seconds in tasks))
+
+
+if __name__ == "__main__":
+    main()
