@@ -80,3 +80,12 @@ def bitnet_lab(lab_image, tmp_path_factory):
     lab.up()
     yield lab
     lab.down()
+
+
+@pytest.fixture(scope="module")
+def fault_lab(lab_image, tmp_path_factory):
+    """A lab for the fault-injection tests, which kill hosts and connections and break apt."""
+    lab = Lab(tmp_path_factory.mktemp("fault-inventory"), "wf-fault-", "wrinklefree-fault", "10.213.6.0/24")
+    lab.up()
+    yield lab
+    lab.down()

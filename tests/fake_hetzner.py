@@ -4,7 +4,8 @@ It speaks the documented JSON: Cloud pagination (`meta.pagination`), label selec
 auth, `RateLimit-*` headers, error bodies `{"error": {"code", "message", "details"}}` and 429
 `rate_limit_exceeded`; Robot's `[{"server": {...}}]` lists, Basic auth, and its 403
 `RATE_LIMIT_EXCEEDED` with `max_request`/`interval`. Faults (5xx, malformed JSON, rate limits)
-are injected per API, and every request is counted, so tests can assert what a client did.
+are injected per API (`inject()`; for a fake serving in its own process, a `faults.json` in its
+state directory), and every request is counted, so tests can assert what a client did.
 
     fake = FakeHetzner(cloud_servers=make_cloud_servers(10), robot_servers=make_robot_servers(2))
     fake.start()   # fake.cloud_url, fake.robot_url on 127.0.0.1
@@ -146,12 +147,14 @@ class FakeHetzner:
     """Both APIs on one loopback port: Cloud under /v1, Robot under /robot."""
 
     def __init__(self, cloud_servers=(), robot_servers=(), *, cloud_limit=3600, robot_limit=200,
-                 cloud_token=CLOUD_TOKEN, robot_user=ROBOT_USER, robot_password=ROBOT_PASSWORD, fleet_file=None):
+                 cloud_token=CLOUD_TOKEN, robot_user=ROBOT_USER, robot_password=ROBOT_PASSWORD, fleet_file=None,
+                 faults_file=None):
         self.cloud_servers = list(cloud_servers)
         self.robot_servers = list(robot_servers)
         self.cloud_token = cloud_token
         self.robot_auth = base64.b64encode(f"{robot_user}:{robot_password}".encode()).decode()
         self.fleet_file = fleet_file
+        self.faults_file = faults_file
         self._fleet_mtime = None
         self.cloud_limit = cloud_limit
         self.robot_limit = robot_limit
@@ -221,6 +224,13 @@ class FakeHetzner:
 
     def _next_fault(self, api: str) -> str | None:
         with self._lock:
+            # Faults for a fake in another process: {"cloud": ["500", ...], "robot": [...]} replaces
+            # the queues (an empty list clears one), read once.
+            if self.faults_file and os.path.exists(self.faults_file):
+                with open(self.faults_file, encoding="utf-8") as handle:
+                    for name, faults in json.load(handle).items():
+                        self.faults[name] = collections.deque(faults)
+                os.unlink(self.faults_file)
             return self.faults[api].popleft() if self.faults[api] else None
 
 
@@ -407,7 +417,7 @@ def _serve(state: str) -> None:
     if not os.path.exists(fleet):
         with open(fleet, "w", encoding="utf-8") as handle:
             json.dump({}, handle)
-    fake = FakeHetzner(fleet_file=fleet, **_credentials(state)).start()
+    fake = FakeHetzner(fleet_file=fleet, faults_file=os.path.join(state, "faults.json"), **_credentials(state)).start()
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     for name, value in (("fake.pid", str(os.getpid())), ("endpoint", fake.url)):

@@ -58,13 +58,14 @@ def _runner(inventory: str | os.PathLike, cmdline: str, **kwargs) -> ansible_run
 
 
 def playbook(path: str, inventory: str | os.PathLike, *, extravars: dict | None = None,
-             cmdline: str = "") -> ansible_runner.Runner:
-    """Run a playbook of this repository and return the finished runner.
+             cmdline: str = "", **kwargs) -> ansible_runner.Runner:
+    """Run a playbook of this repository and return the finished runner (kwargs go to
+    ansible_runner.run, e.g. an event_handler that acts while the play runs).
 
     Callers read `runner.stats` (changed/failures/dark per host) and `runner.events`, never the
     text output, which is only kept for messages.
     """
-    return _runner(inventory, cmdline, playbook=str(ROOT / path), extravars=extravars or {})
+    return _runner(inventory, cmdline, playbook=str(ROOT / path), extravars=extravars or {}, **kwargs)
 
 
 def adhoc(module: str, args: str, inventory: str | os.PathLike, *, pattern: str = "all",

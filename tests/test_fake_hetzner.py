@@ -94,6 +94,23 @@ def test_malformed_and_5xx_faults(fake):
     assert response.status_code == 500 and response.json()["error"]["code"] == "INTERNAL_ERROR"
 
 
+def test_faults_from_a_file_replace_the_queue(tmp_path):
+    """How a test reaches a fake serving in its own process (the lab's)."""
+    faults = tmp_path / "faults.json"
+    server = FakeHetzner(make_cloud_servers(2), faults_file=str(faults)).start()
+    try:
+        def status() -> int:
+            return requests.get(server.cloud_url + "/servers", headers={"Authorization": f"Bearer {CLOUD_TOKEN}"},
+                                timeout=5).status_code
+        faults.write_text(json.dumps({"cloud": ["502", "502", "502"]}))
+        assert [status(), status()] == [502, 502]
+        assert not faults.exists()
+        faults.write_text(json.dumps({"cloud": []}))
+        assert status() == 200
+    finally:
+        server.stop()
+
+
 def test_robot_lists_servers_with_basic_auth(fake):
     assert requests.get(fake.robot_url + "/server", auth=("x", "y"), timeout=5).status_code == 401
     servers = requests.get(fake.robot_url + "/server", auth=(ROBOT_USER, ROBOT_PASSWORD), timeout=5).json()

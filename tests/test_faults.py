@@ -1,0 +1,173 @@
+"""Fault injection in a lab of its own, each fault made while site.yml runs (driven through
+ansible-runner: its event handler injects the fault when a task starts on a host, and the results
+are read from its stats and events). Every fault is survived or reported, and never leaves a
+host half-configured: no WireGuard config without its private key, no llama-server unit without
+its binary, no sshd config that fails `sshd -t` or shuts Ansible out. The tests run in order and
+share the lab."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+
+from helpers import adhoc, changed_hosts, env, output, playbook, run
+
+pytestmark = pytest.mark.lab
+
+HOSTS = ("wf-fault-1", "wf-fault-2", "wf-fault-3")
+MIRROR = "/root/sources.list.good"
+
+# What a run cut short must never leave behind, checked from inside the host.
+INVARIANTS = r"""
+if [ -e /etc/wireguard/wg0.conf ] && [ ! -s /etc/wireguard/wg0.key ]; then
+  echo "wg0.conf without its private key"
+fi
+if [ -e /etc/systemd/system/bitnet-server@.service ] && [ ! -x /opt/bitnet/current/bin/llama-server ]; then
+  echo "a bitnet-server unit whose llama-server binary is missing"
+fi
+sshd -t 2>&1 | sed 's/^/sshd -t: /'
+"""
+
+
+def sh(host: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command on a lab host through podman (the test's own view, not Ansible's)."""
+    return subprocess.run(["podman", "exec", host, "sh", "-c", command], env=env(), check=check,
+                          capture_output=True, text=True)
+
+
+def assert_whole(lab, hosts=HOSTS) -> None:
+    """No host is half-configured, and Ansible still logs in to every one."""
+    problems = {host: sh(host, INVARIANTS).stdout.strip() for host in hosts}
+    assert not any(problems.values()), problems
+    runner = adhoc("ansible.builtin.ping", "", lab, pattern=",".join(hosts))
+    assert runner.rc == 0, output(runner)[-4000:]
+
+
+def serving(host: str) -> bool:
+    return sh(host, "systemctl is-active bitnet-server@tiny", check=False).stdout.strip() == "active"
+
+
+def failed_tasks(runner) -> dict[str, str]:
+    return {e["event_data"]["host"]: e["event_data"]["task"] for e in runner.events
+            if e["event"] == "runner_on_failed" and not e["event_data"].get("ignore_errors")}
+
+
+def at_task_start(task: str, action) -> callable:
+    """An ansible-runner event handler that calls action(host) once, when `task` (its name up to
+    the templated part) starts on its first host."""
+    fired = threading.Event()
+
+    def handler(event: dict) -> bool:
+        data = event.get("event_data", {})
+        if event.get("event") == "runner_on_start" and data.get("task", "").startswith(task) and not fired.is_set():
+            fired.set()
+            action(data["host"])
+        return True  # keep the event
+
+    handler.fired = fired
+    return handler
+
+
+def wait_ssh(host: str) -> None:
+    for _ in range(60):
+        if sh(host, "systemctl is-active ssh", check=False).stdout.strip() == "active":
+            return
+        time.sleep(1)
+    raise AssertionError(f"sshd did not come back on {host}")
+
+
+def test_apt_failing_on_one_host_leaves_the_others_serving(fault_lab):
+    # The host's only package source is a closed port: apt cannot update or download.
+    sh(HOSTS[2], f"cp /etc/apt/sources.list {MIRROR} && echo 'deb http://127.0.0.1:9/debian bookworm main'"
+                 " > /etc/apt/sources.list")
+    runner = playbook("playbooks/site.yml", fault_lab)
+    assert runner.rc != 0
+    assert failed_tasks(runner) == {HOSTS[2]: "Base | install packages"}, output(runner)[-4000:]
+    assert not runner.stats["dark"]
+    assert serving(HOSTS[0]) and serving(HOSTS[1])
+    assert_whole(fault_lab)
+    sh(HOSTS[2], f"mv {MIRROR} /etc/apt/sources.list")
+
+
+def test_host_stopped_mid_play_is_reported_and_a_rerun_converges_it(fault_lab):
+    # The third host (now with working apt) dies as its WireGuard key is being made.
+    handler = at_task_start("WireGuard | private key", lambda _host: run("podman", "kill", HOSTS[2]))
+    runner = playbook("playbooks/site.yml", fault_lab, event_handler=handler)
+    assert handler.fired.is_set()
+    assert runner.rc != 0
+    assert set(runner.stats["dark"]) == {HOSTS[2]}, output(runner)[-4000:]
+    assert not failed_tasks(runner), output(runner)[-4000:]
+    # The play went on for the others: they reached the end and serve.
+    assert {HOSTS[0], HOSTS[1]} <= set(runner.stats["ok"])
+    assert serving(HOSTS[0]) and serving(HOSTS[1])
+
+    run("podman", "start", HOSTS[2])
+    wait_ssh(HOSTS[2])
+    assert_whole(fault_lab)
+    runner = playbook("playbooks/site.yml", fault_lab)
+    assert runner.rc == 0, output(runner)[-6000:]
+    assert HOSTS[2] in changed_hosts(runner)
+    assert all(serving(host) for host in HOSTS)
+    assert_whole(fault_lab)
+
+
+def test_hetzner_5xx_during_discovery(fault_lab):
+    faults = fault_lab.inventory / ".state" / "hetzner" / "faults.json"
+    # Passing errors are retried: the run converges as if nothing happened.
+    faults.write_text(json.dumps({"cloud": ["500", "502"], "robot": ["500"]}))
+    runner = playbook("playbooks/site.yml", fault_lab)
+    assert runner.rc == 0, output(runner)[-6000:]
+    assert changed_hosts(runner) == {}
+    assert not faults.exists(), "the fake was not asked"
+
+    # An API that keeps failing fails the run with its reason, before any host is contacted.
+    faults.write_text(json.dumps({"cloud": ["500"] * 20}))
+    runner = playbook("playbooks/site.yml", fault_lab)
+    assert runner.rc != 0
+    text = output(runner)
+    assert "Hetzner Cloud API: GET /servers page 1 still failing" in text and "HTTP 500 service_error" in text, text[-4000:]
+    assert not [e for e in runner.events if e["event"].startswith("runner_on_")]
+    faults.write_text(json.dumps({"cloud": [], "robot": []}))
+
+
+def test_ssh_dropped_during_the_build_leaves_the_old_release_serving(fault_lab):
+    # A changed build input (a new release key), so the next run compiles.
+    extravars = {"bitnet_cmake_extra_args": ["-DWF_FAULT_TEST=ON"]}
+    before = {host: sh(host, "readlink /opt/bitnet/current").stdout.strip() for host in HOSTS}
+
+    def drop(host: str) -> None:
+        def cut() -> None:
+            # Once the compiler runs, end the host's SSH sessions and their processes (a hang-up).
+            # The brackets keep the patterns from matching the shell that runs them.
+            for _ in range(600):
+                if sh(host, "pgrep -f '[c]make --build'", check=False).returncode == 0:
+                    sh(host, "pkill -KILL -f '[s]shd: [^ ]+@'; pkill -KILL -f '[c]make --build|[n]inja|[c]lang'",
+                       check=False)
+                    return
+                time.sleep(0.1)
+        threading.Thread(target=cut, daemon=True).start()
+
+    handler = at_task_start("BitNet | compile", drop)
+    runner = playbook("playbooks/site.yml", fault_lab, extravars=extravars, event_handler=handler)
+    assert handler.fired.is_set()
+    assert runner.rc != 0
+    builder = list(runner.stats["dark"])
+    assert len(builder) == 1, output(runner)[-6000:]
+    # The others of the profile say whose build failed, and keep serving the release they had.
+    failures = [e["event_data"] for e in runner.events if e["event"] == "runner_on_failed"]
+    assert {f["host"] for f in failures} == set(HOSTS) - set(builder), output(runner)[-6000:]
+    assert all(f"its build on {builder[0]} failed" in f["res"]["msg"] for f in failures)
+    assert {host: sh(host, "readlink /opt/bitnet/current").stdout.strip() for host in HOSTS} == before
+    assert all(serving(host) for host in HOSTS)
+    assert_whole(fault_lab)
+
+    runner = playbook("playbooks/site.yml", fault_lab, extravars=extravars)
+    assert runner.rc == 0, output(runner)[-6000:]
+    after = {host: sh(host, "readlink /opt/bitnet/current").stdout.strip() for host in HOSTS}
+    assert len(set(after.values())) == 1 and set(after.values()) != set(before.values())
+    assert all(serving(host) for host in HOSTS)
+    assert_whole(fault_lab)
