@@ -72,12 +72,12 @@ def at_task_start(task: str, action) -> callable:
     return handler
 
 
-def wait_ssh(host: str) -> None:
-    for _ in range(60):
-        if sh(host, "systemctl is-active ssh", check=False).stdout.strip() == "active":
-            return
-        time.sleep(1)
-    raise AssertionError(f"sshd did not come back on {host}")
+def restart(lab, host: str) -> None:
+    """Start a killed host and wait until Ansible reaches it again."""
+    run("podman", "start", host)
+    runner = adhoc("ansible.builtin.wait_for_connection", "timeout=120", lab, pattern=host)
+    diagnosis = sh(host, "ip -br addr; ip neigh; systemctl is-active ssh; nft list ruleset", check=False).stdout
+    assert runner.rc == 0, output(runner)[-3000:] + diagnosis + run("ip", "neigh").stdout
 
 
 def test_apt_failing_on_one_host_leaves_the_others_serving(fault_lab):
@@ -105,8 +105,7 @@ def test_host_stopped_mid_play_is_reported_and_a_rerun_converges_it(fault_lab):
     assert {HOSTS[0], HOSTS[1]} <= set(runner.stats["ok"])
     assert serving(HOSTS[0]) and serving(HOSTS[1])
 
-    run("podman", "start", HOSTS[2])
-    wait_ssh(HOSTS[2])
+    restart(fault_lab, HOSTS[2])
     assert_whole(fault_lab)
     runner = playbook("playbooks/site.yml", fault_lab)
     assert runner.rc == 0, output(runner)[-6000:]
