@@ -79,15 +79,18 @@ def converge(lab: Lab) -> tuple[float, int, list]:
 
 
 def slowest(events: list, count: int = 6) -> list[tuple[str, float]]:
-    """Tasks by wall time (first start to last end over the hosts), from the runner's events."""
+    """Tasks by wall time (first start to last end over the hosts), from the runner's events.
+    Keyed by task UUID: the same task file runs in preflight and in its role."""
+    names: dict[str, str] = {}
     spans: dict[str, list[datetime]] = {}
     for event in events:
         data = event.get("event_data", {})
         if event["event"] in ("runner_on_ok", "runner_on_skipped", "runner_on_failed") and data.get("start"):
-            span = spans.setdefault(data.get("task", "?"), [])
+            names[data["task_uuid"]] = data.get("task", "?")
+            span = spans.setdefault(data["task_uuid"], [])
             span += [datetime.fromisoformat(data["start"]), datetime.fromisoformat(data["end"])]
-    walls = {task: (max(s) - min(s)).total_seconds() for task, s in spans.items()}
-    return sorted(walls.items(), key=lambda item: -item[1])[:count]
+    walls = [(names[uuid], (max(s) - min(s)).total_seconds()) for uuid, s in spans.items()]
+    return sorted(walls, key=lambda item: -item[1])[:count]
 
 
 def main() -> None:
