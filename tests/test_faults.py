@@ -8,18 +8,18 @@ share the lab."""
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 
 import pytest
 
-from helpers import adhoc, changed_hosts, env, output, playbook, run
+from helpers import adhoc, changed_hosts, output, playbook, run
+from test_bitnet import sh
 
 pytestmark = pytest.mark.lab
 
 HOSTS = ("wf-fault-1", "wf-fault-2", "wf-fault-3")
-MIRROR = "/root/sources.list.good"
+SAVED_SOURCES = "/root/sources.list.good"
 
 # What a run cut short must never leave behind, checked from inside the host.
 INVARIANTS = r"""
@@ -31,12 +31,6 @@ if [ -e /etc/systemd/system/bitnet-server@.service ] && [ ! -x /opt/bitnet/curre
 fi
 sshd -t 2>&1 | sed 's/^/sshd -t: /'
 """
-
-
-def sh(host: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command on a lab host through podman (the test's own view, not Ansible's)."""
-    return subprocess.run(["podman", "exec", host, "sh", "-c", command], env=env(), check=check,
-                          capture_output=True, text=True)
 
 
 def assert_whole(lab, hosts=HOSTS) -> None:
@@ -82,7 +76,7 @@ def restart(lab, host: str) -> None:
 
 def test_apt_failing_on_one_host_leaves_the_others_serving(fault_lab):
     # The host's only package source is a closed port: apt cannot update or download.
-    sh(HOSTS[2], f"cp /etc/apt/sources.list {MIRROR} && echo 'deb http://127.0.0.1:9/debian bookworm main'"
+    sh(HOSTS[2], f"cp /etc/apt/sources.list {SAVED_SOURCES} && echo 'deb http://127.0.0.1:9/debian bookworm main'"
                  " > /etc/apt/sources.list")
     runner = playbook("playbooks/site.yml", fault_lab)
     assert runner.rc != 0
@@ -91,7 +85,7 @@ def test_apt_failing_on_one_host_leaves_the_others_serving(fault_lab):
     assert not runner.stats["dark"]
     assert serving(HOSTS[0]) and serving(HOSTS[1])
     assert_whole(fault_lab)
-    sh(HOSTS[2], f"mv {MIRROR} /etc/apt/sources.list")
+    sh(HOSTS[2], f"mv {SAVED_SOURCES} /etc/apt/sources.list")
 
 
 def test_host_stopped_mid_play_is_reported_and_a_rerun_converges_it(fault_lab):
