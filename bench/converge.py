@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -33,7 +32,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import helpers  # noqa: E402
 from conftest import Lab  # noqa: E402
-from helpers import changed_hosts, output, playbook, run  # noqa: E402
+from helpers import run  # noqa: E402
+from mesh import timed  # noqa: E402
 
 SPEED = {"defaults": ["forks", "gathering", "fact_caching", "fact_caching_connection", "fact_caching_timeout"],
          "ssh_connection": ["pipelining", "ssh_args"]}
@@ -67,15 +67,6 @@ def mitogen_cfg(directory: Path) -> tuple[Path, dict]:
     cfg = write_cfg(directory, "mitogen", drop={}, add={
         "strategy_plugins": str(target / "ansible_mitogen" / "plugins" / "strategy"), "strategy": "mitogen_linear"})
     return cfg, {"PYTHONPATH": str(target)}
-
-
-def converge(lab: Lab) -> tuple[float, int, list]:
-    start = time.perf_counter()
-    runner = playbook("playbooks/site.yml", lab)
-    seconds = time.perf_counter() - start
-    if runner.rc != 0:
-        raise SystemExit(f"site.yml failed:\n{output(runner)[-4000:]}")
-    return seconds, sum(changed_hosts(runner).values()), list(runner.events)
 
 
 def slowest(events: list, count: int = 6) -> list[tuple[str, float]]:
@@ -113,8 +104,8 @@ def main() -> None:
                       "10.213.11.0/24")
             try:
                 lab.up(size)
-                first = converge(lab)
-                noops = [converge(lab) for _ in range(args.repeat)]
+                first = timed("playbooks/site.yml", lab)
+                noops = [timed("playbooks/site.yml", lab) for _ in range(args.repeat)]
             finally:
                 helpers.env = base_env
                 lab.down()

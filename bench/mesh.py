@@ -24,13 +24,14 @@ from conftest import Lab  # noqa: E402
 from helpers import changed_hosts, output, playbook, run  # noqa: E402
 
 
-def timed(path: str, lab: Lab) -> tuple[float, int]:
+def timed(path: str, lab: Lab) -> tuple[float, int, list]:
+    """Wall seconds, total changed count and the runner's events of one playbook run."""
     start = time.perf_counter()
     runner = playbook(path, lab)
     seconds = time.perf_counter() - start
     if runner.rc != 0:
         raise SystemExit(f"{path} failed:\n{output(runner)[-4000:]}")
-    return seconds, sum(changed_hosts(runner).values())
+    return seconds, sum(changed_hosts(runner).values()), list(runner.events)
 
 
 def main() -> None:
@@ -52,10 +53,10 @@ def main() -> None:
 
     print(f"WireGuard mesh convergence (playbooks/wireguard.yml), {os.cpu_count()} CPUs, userspace wireguard-go")
     print(f"{'hosts':>5} {'first run s':>12} {'changed':>8} {'second run s':>13} {'changed':>8} {'second/first':>13}")
-    for size, (t1, c1), (t2, c2) in rows:
+    for size, (t1, c1, _), (t2, c2, _) in rows:
         print(f"{size:>5} {t1:>12.1f} {c1:>8} {t2:>13.1f} {c2:>8} {t2 / t1:>13.2f}")
     if len(rows) > 1:
-        (small, (a, _), _), (big, (b, _), _) = rows[0], rows[-1]
+        (small, (a, *_), _), (big, (b, *_), _) = rows[0], rows[-1]
         print(f"first run, {big} hosts / {small} hosts: {b / a:.2f}")
 
 

@@ -37,6 +37,13 @@ class Lab:
         return str(self.inventory)
 
 
+def running(lab: Lab):
+    """A fixture's lab: up for its tests, down after them."""
+    lab.up()
+    yield lab
+    lab.down()
+
+
 @pytest.fixture(scope="session")
 def lab_image() -> None:
     """Build the lab's base image unless this version of its recipe is already built."""
@@ -47,18 +54,14 @@ def lab_image() -> None:
 def lab(lab_image, tmp_path_factory):
     """A 3-host lab for the site.yml tests."""
     lab = Lab(tmp_path_factory.mktemp("lab-inventory"), "wf-test-", "wrinklefree-test", "10.213.1.0/24")
-    lab.up()
-    yield lab
-    lab.down()
+    yield from running(lab)
 
 
 @pytest.fixture(scope="module")
 def mesh_lab(lab_image, tmp_path_factory):
     """A lab for the WireGuard tests, which add and remove hosts."""
     lab = Lab(tmp_path_factory.mktemp("mesh-inventory"), "wf-wg-", "wrinklefree-wg", "10.213.2.0/24")
-    lab.up()
-    yield lab
-    lab.down()
+    yield from running(lab)
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +70,7 @@ def pool_lab(lab_image, tmp_path_factory):
     lab = Lab(tmp_path_factory.mktemp("pool-inventory"), "wf-pool-", "wrinklefree-pool", "10.213.3.0/24")
     (lab.inventory / "controller.yml").write_text(
         f"all:\n  children:\n    sky_controller:\n      hosts:\n        {lab.host(1)}:\n")
-    lab.up()
-    yield lab
-    lab.down()
+    yield from running(lab)
 
 
 @pytest.fixture(scope="session")
@@ -77,15 +78,11 @@ def bitnet_lab(lab_image, tmp_path_factory):
     """A lab for the BitNet and runbook tests, which rebuild, break and restore the servers
     (test_bitnet.py converges it first)."""
     lab = Lab(tmp_path_factory.mktemp("bitnet-inventory"), "wf-bitnet-", "wrinklefree-bitnet", "10.213.5.0/24")
-    lab.up()
-    yield lab
-    lab.down()
+    yield from running(lab)
 
 
 @pytest.fixture(scope="module")
 def fault_lab(lab_image, tmp_path_factory):
     """A lab for the fault-injection tests, which kill hosts and connections and break apt."""
     lab = Lab(tmp_path_factory.mktemp("fault-inventory"), "wf-fault-", "wrinklefree-fault", "10.213.6.0/24")
-    lab.up()
-    yield lab
-    lab.down()
+    yield from running(lab)
