@@ -12,7 +12,11 @@ SSH multiplexing arguments); paths and correctness settings are the same. "mitog
 project's ansible.cfg with Mitogen's linear strategy, installed by this script into a directory
 of its own (not a project dependency).
 
-    .venv/bin/python bench/converge.py [--sizes 1 3 6] [--repeat 3] [--mitogen]   (as root: podman)
+The lab's hosts are containers on the controller's bridge, with no latency; --rtt-ms puts
+bench/delay_proxy.py between ssh and every host (as its ProxyCommand), so that the run sees a
+fleet that many milliseconds away, as a controller outside Hetzner's network does.
+
+    .venv/bin/python bench/converge.py [--sizes 1 3 6] [--repeat 3] [--rtt-ms 30] [--mitogen]   (as root)
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import configparser
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -40,6 +45,9 @@ SPEED = {"defaults": ["forks", "gathering", "fact_caching", "fact_caching_connec
 PATHS = ["inventory", "roles_path", "library", "module_utils", "filter_plugins", "inventory_plugins",
          "fact_caching_connection"]
 MITOGEN = "mitogen==0.3.54"
+# ansible-runner points the fact cache at each run's artifact directory, so no run would find the
+# facts of the last one; any fact_cache_type other than "jsonfile" leaves ansible.cfg's in force.
+KEEP_CFG_FACT_CACHE = "ansible.cfg"
 
 
 def write_cfg(directory: Path, name: str, drop=SPEED, add=None) -> Path:
@@ -89,7 +97,12 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 3, 6])
     parser.add_argument("--repeat", type=int, default=3, help="no-op runs per size and configuration (median)")
     parser.add_argument("--mitogen", action="store_true", help=f"also time the project's settings with {MITOGEN}")
+    parser.add_argument("--rtt-ms", type=float, default=0, help="round-trip time added between ssh and each host")
     args = parser.parse_args()
+    ssh = {}
+    if args.rtt_ms:
+        proxy = f"{sys.executable} {ROOT / 'bench' / 'delay_proxy.py'} --one-way-ms {args.rtt_ms / 2} %h %p"
+        ssh["ANSIBLE_SSH_EXTRA_ARGS"] = "-o " + shlex.quote(f"ProxyCommand={proxy}")
     run("ansible-playbook", "-i", ROOT / "inventories" / "controller", "playbooks/lab/image.yml")
     scratch = Path(tempfile.mkdtemp(prefix="wf-bench-cfg-"))
     configs = {"defaults": (write_cfg(scratch, "defaults"), {}), "project": (ROOT / "ansible.cfg", {})}
@@ -99,13 +112,17 @@ def main() -> None:
     results = {}
     for size in args.sizes:
         for name, (cfg, extra) in configs.items():
-            helpers.env = lambda cfg=cfg, extra=extra, **more: base_env(ANSIBLE_CONFIG=str(cfg), **extra, **more)
             lab = Lab(Path(tempfile.mkdtemp(prefix="wf-bench-converge-")), "wf-bench-cv-", "wrinklefree-bench-cv",
                       "10.213.11.0/24")
+            # SSH masters and cached facts of this lab only: the last lab's (same names and addresses)
+            # would be reused.
+            settings = {"ANSIBLE_CONFIG": str(cfg), "ANSIBLE_SSH_CONTROL_PATH_DIR": f"{lab}/.cp",
+                        "ANSIBLE_CACHE_PLUGIN_CONNECTION": f"{lab}/.facts", **extra, **ssh}
+            helpers.env = lambda settings=settings, **more: base_env(**settings | more)
             try:
                 lab.up(size)
-                first = timed("playbooks/site.yml", lab)
-                noops = [timed("playbooks/site.yml", lab) for _ in range(args.repeat)]
+                first = timed("playbooks/site.yml", lab, fact_cache_type=KEEP_CFG_FACT_CACHE)
+                noops = [timed("playbooks/site.yml", lab, fact_cache_type=KEEP_CFG_FACT_CACHE) for _ in range(args.repeat)]
             finally:
                 helpers.env = base_env
                 lab.down()
@@ -113,7 +130,8 @@ def main() -> None:
             typical = min(noops, key=lambda r: abs(r[0] - median))
             results[size, name] = (first[0], first[1], median, max(c for _, c, _ in noops), slowest(typical[2]))
 
-    print(f"\nsite.yml convergence, {os.cpu_count()} CPUs, lab hosts; no-op: median of {args.repeat}")
+    print(f"\nsite.yml convergence, {os.cpu_count()} CPUs, lab hosts {args.rtt_ms:g} ms away; "
+          f"no-op: median of {args.repeat}")
     print(f"{'hosts':>5} {'config':<9} {'first s':>8} {'changed':>8} {'no-op s':>8} {'changed':>8}")
     for (size, name), (t1, c1, t2, c2, _) in results.items():
         print(f"{size:>5} {name:<9} {t1:>8.1f} {c1:>8} {t2:>8.1f} {c2:>8}")

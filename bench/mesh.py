@@ -24,10 +24,11 @@ from conftest import Lab  # noqa: E402
 from helpers import changed_hosts, output, playbook, run  # noqa: E402
 
 
-def timed(path: str, lab: Lab) -> tuple[float, int, list]:
-    """Wall seconds, total changed count and the runner's events of one playbook run."""
+def timed(path: str, lab: Lab, **kwargs) -> tuple[float, int, list]:
+    """Wall seconds, total changed count and the runner's events of one playbook run (kwargs go
+    to ansible_runner.run)."""
     start = time.perf_counter()
-    runner = playbook(path, lab)
+    runner = playbook(path, lab, **kwargs)
     seconds = time.perf_counter() - start
     if runner.rc != 0:
         raise SystemExit(f"{path} failed:\n{output(runner)[-4000:]}")
