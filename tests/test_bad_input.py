@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+import helpers
 from helpers import output, playbook
 
 CASES = {
@@ -98,3 +99,20 @@ def test_good_values_reach_the_host(closed_host):
     """The control case: valid input passes validation and only then meets the closed port."""
     runner = playbook("playbooks/site.yml", closed_host, extravars={"base_admin_ssh_public_keys": [GOOD_KEY]})
     assert runner.stats["dark"] == dict.fromkeys(CLOSED, 1), output(runner)[-3000:]
+
+
+@pytest.mark.parametrize(("path", "extravars", "message"), [
+    ("playbooks/base.yml", {"base_ssh_port": 70000}, "base_ssh_port must be 1-65535"),
+    ("playbooks/wireguard.yml", {"wireguard_port": 0}, "wireguard_port must be 1-65535, got 0"),
+    ("playbooks/bitnet.yml", {"bitnet_server_bind": "0.0.0.0"}, "never a wildcard"),
+])
+def test_a_layer_played_alone_checks_its_own_input(closed_host, monkeypatch, path, extravars, message):
+    """Without site.yml's preflight, the role runs its validate.yml itself, before any change.
+    (No fact gathering, which would meet the closed port before the role starts.)"""
+    suite_env = helpers.env
+    monkeypatch.setattr(helpers, "env", lambda **more: suite_env(ANSIBLE_GATHERING="explicit", **more))
+    runner = playbook(path, closed_host, extravars={"base_admin_ssh_public_keys": [GOOD_KEY], **extravars})
+    text = output(runner)
+    assert runner.stats["failures"] == dict.fromkeys(CLOSED, 1), text[-3000:]
+    assert runner.stats["dark"] == {}, "a host was contacted before validation failed"
+    assert message in " ".join(text.split()), text[-3000:]

@@ -12,6 +12,9 @@ from helpers import adhoc, changed_hosts, output, playbook, run
 
 pytestmark = pytest.mark.lab
 
+# One range check of each role's validate.yml.
+VALIDATE_TASKS = ("Base | check base_ssh_port", "WireGuard | check the port", "BitNet | check the profile")
+
 
 @pytest.fixture(scope="module")
 def converged(lab):
@@ -28,6 +31,17 @@ def test_second_run_changes_nothing(lab, converged):
     runner = playbook("playbooks/site.yml", lab)
     assert runner.rc == 0, output(runner)[-6000:]
     assert changed_hosts(runner) == {}, output(runner)[-6000:]
+
+
+def test_each_validate_task_runs_once_per_host(converged):
+    """Preflight runs every role's validate.yml on every host; the roles then skip theirs."""
+    runs: dict[tuple[str, str], int] = {}
+    for event in converged.events:
+        data = event.get("event_data", {})
+        if event["event"] == "runner_on_ok" and data.get("task") in VALIDATE_TASKS:
+            key = (data["task"], data["host"])
+            runs[key] = runs.get(key, 0) + 1
+    assert runs == {(task, f"wf-test-{i}"): 1 for task in VALIDATE_TASKS for i in (1, 2, 3)}
 
 
 def test_check_diff_on_converged_lab_changes_nothing(lab, converged):
