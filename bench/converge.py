@@ -116,8 +116,8 @@ def main() -> None:
                       "10.213.11.0/24")
             # SSH masters and cached facts of this lab only: the last lab's (same names and addresses)
             # would be reused.
-            settings = {"ANSIBLE_CONFIG": str(cfg), "ANSIBLE_SSH_CONTROL_PATH_DIR": f"{lab}/.cp",
-                        "ANSIBLE_CACHE_PLUGIN_CONNECTION": f"{lab}/.facts", **extra, **ssh}
+            settings = {"ANSIBLE_CONFIG": str(cfg), "ANSIBLE_SSH_CONTROL_PATH_DIR": str(lab.inventory / ".cp"),
+                        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(lab.inventory / ".facts"), **extra, **ssh}
             helpers.env = lambda settings=settings, **more: base_env(**settings | more)
             try:
                 lab.up(size)
