@@ -14,14 +14,17 @@ pytestmark = pytest.mark.lab
 
 
 def test_no_secret_in_output_log_fact_cache_or_retry_files(bitnet_lab, tmp_path, monkeypatch):
-    log = tmp_path / "ansible.log"
-    monkeypatch.setattr("helpers.env", lambda **more: env(ANSIBLE_LOG_PATH=str(log), **more))
+    log, facts = tmp_path / "ansible.log", tmp_path / "facts"
+    # ansible.cfg's jsonfile fact cache, here in a directory of the test's own (ansible-runner
+    # would otherwise put its own in each run's artifacts, which this test would not read).
+    monkeypatch.setattr("helpers.env", lambda **more: env(ANSIBLE_LOG_PATH=str(log),
+                                                          ANSIBLE_CACHE_PLUGIN_CONNECTION=str(facts), **more))
     texts = []
     for path, extravars in (("playbooks/site.yml", {}), ("playbooks/runbooks/status.yml", {}),
                             ("playbooks/runbooks/wireguard-health.yml", {}),
                             # A failing run, which would write a retry file were they on.
                             ("playbooks/bitnet.yml", {"bitnet_server_bind": "192.0.2.1"})):
-        runner = playbook(path, bitnet_lab, extravars=extravars, cmdline="-vvv")
+        runner = playbook(path, bitnet_lab, extravars=extravars, cmdline="-vvv", fact_cache_type="ansible.cfg")
         texts.append(output(runner))
     assert runner.rc != 0
     assert not list(ROOT.rglob("*.retry")) and not list(bitnet_lab.inventory.rglob("*.retry"))
@@ -34,7 +37,9 @@ def test_no_secret_in_output_log_fact_cache_or_retry_files(bitnet_lab, tmp_path,
 
     places = {f"output of run {i}": text for i, text in enumerate(texts)}
     places["log file"] = log.read_text()
-    for path in [*(ROOT / ".cache" / "facts").rglob("*"), *bitnet_lab.inventory.rglob("*.yml")]:
+    cached = [path.name for path in facts.iterdir()]
+    assert all(any(name.endswith(host) for name in cached) for host in HOSTS), f"facts not cached: {cached}"
+    for path in [*facts.rglob("*"), *bitnet_lab.inventory.rglob("*.yml")]:
         if path.is_file():
             places[str(path)] = path.read_text(errors="ignore")
     leaks = [f"{name} in {place}" for name, value in secrets.items() for place, text in places.items() if value in text]
