@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
+import time
+from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, run
+from helpers import ROOT, output, playbook, run
 
 CONTROLLER = ROOT / "inventories" / "controller"
 
@@ -21,6 +26,10 @@ class Lab:
         os.symlink(ROOT / "inventories" / "lab" / "group_vars", inventory / "group_vars")
         self._extra = [f"-elab_prefix={prefix}", f"-elab_network={network}", f"-elab_subnet={subnet}",
                        f"-elab_inventory_dir={inventory}"]
+        # WF_LAB_CPUINFO: every host shows that recorded /proc/cpuinfo (tests/lab/cpuinfo/), so
+        # the suite runs as it would on a machine with fewer instruction sets than this one.
+        if os.environ.get("WF_LAB_CPUINFO"):
+            self._extra.append(f"-elab_cpuinfo={Path(os.environ['WF_LAB_CPUINFO']).resolve()}")
         self.prefix = prefix
 
     def up(self, count: int = 3) -> None:
@@ -37,31 +46,101 @@ class Lab:
         return str(self.inventory)
 
 
+# Each lab's lifecycle, for the summary at the end of the run: [worker, lab, phase, start, seconds].
+# Under pytest-xdist the workers hand theirs to the controller (pytest_testnodedown).
+LIFECYCLE: list[list] = []
+
+
+@contextlib.contextmanager
+def phase(name: str, what: str):
+    """Time one phase of a lab's life (up, a shared run, in use, down) for the closing summary."""
+    start = time.time()
+    try:
+        yield
+    finally:
+        LIFECYCLE.append([os.environ.get("PYTEST_XDIST_WORKER", "-"), name, what, start, time.time() - start])
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["wf_lifecycle"] = json.dumps(LIFECYCLE)
+
+
+def pytest_testnodedown(node, error):
+    LIFECYCLE.extend(json.loads(node.workeroutput.get("wf_lifecycle", "[]")) if hasattr(node, "workeroutput") else [])
+
+
 def running(lab: Lab):
-    """A fixture's lab: up for its tests, down after them."""
-    lab.up()
-    yield lab
-    lab.down()
+    """A fixture's lab: up for its tests, down after them. Whatever a run that was killed left
+    under the lab's network name goes first, so no test starts on an old lab's hosts."""
+    with phase(lab.prefix, "up"):
+        lab.down()
+        lab.up()
+    with phase(lab.prefix, "in use"):
+        yield lab
+    with phase(lab.prefix, "down"):
+        lab.down()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Where the time went: each lab's phases, then the whole run's wall time (bin/wf's setup
+    included), so a slower suite shows in the last lines anyone reads."""
+    if LIFECYCLE:
+        origin = min(entry[3] for entry in LIFECYCLE)
+        terminalreporter.write_sep("=", "lab lifecycles (s from the first lab's start)")
+        for worker, name, what, start, seconds in sorted(LIFECYCLE, key=lambda entry: entry[3]):
+            terminalreporter.write_line(f"{worker:<4} {name:<12} {what:<22} at {start - origin:7.1f}  took {seconds:7.1f}")
+    if os.environ.get("WF_STARTED", "").isdigit():
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), "unknown CPU")
+        terminalreporter.write_sep("=", f"wall time since bin/wf started: {time.time() - int(os.environ['WF_STARTED']):.0f} s "
+                                        f"on {os.cpu_count()} CPUs ({cpu})")
 
 
 @pytest.fixture(scope="session")
 def lab_image() -> None:
     """Build the lab's base image unless this version of its recipe is already built."""
-    run("ansible-playbook", "-i", CONTROLLER, "playbooks/lab/image.yml")
+    # One builder at a time: the workers of a parallel run would otherwise both debootstrap it.
+    lock = ROOT / ".cache" / "lab-image.lock"
+    lock.parent.mkdir(exist_ok=True)
+    with phase("image", "build or find"), lock.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        run("ansible-playbook", "-i", CONTROLLER, "playbooks/lab/image.yml")
 
 
 @pytest.fixture(scope="session")
-def lab(lab_image, tmp_path_factory):
-    """A 3-host lab for the site.yml tests."""
-    lab = Lab(tmp_path_factory.mktemp("lab-inventory"), "wf-test-", "wrinklefree-test", "10.213.1.0/24")
+def fleet(lab_image, tmp_path_factory):
+    """The suite's shared 3-host lab, converged from bare hosts once (fleet_first_run) and then
+    used by every module that reads it or changes it and puts it back: test_bitnet, test_lab,
+    test_runbooks, test_secrets, test_wireguard (which runs last, as it adds and removes a host
+    and rotates keys). Each leaves it converged."""
+    lab = Lab(tmp_path_factory.mktemp("fleet-inventory"), "wf-fleet-", "wrinklefree-fleet", "10.213.1.0/24")
     yield from running(lab)
 
 
-@pytest.fixture(scope="module")
-def mesh_lab(lab_image, tmp_path_factory):
-    """A lab for the WireGuard tests, which add and remove hosts."""
-    lab = Lab(tmp_path_factory.mktemp("mesh-inventory"), "wf-wg-", "wrinklefree-wg", "10.213.2.0/24")
-    yield from running(lab)
+def _site(lab, what: str, cmdline: str = ""):
+    with phase(lab.prefix, what):
+        runner = playbook("playbooks/site.yml", lab, cmdline=cmdline)
+    assert runner.rc == 0, output(runner)[-6000:]
+    return runner
+
+
+@pytest.fixture(scope="session")
+def fleet_first_run(fleet):
+    """site.yml's first run on the fleet's bare hosts (the finished ansible-runner)."""
+    return _site(fleet, "site.yml first run")
+
+
+@pytest.fixture(scope="session")
+def fleet_second_run(fleet, fleet_first_run):
+    """site.yml run again right after the first: the idempotence run every module checks."""
+    return _site(fleet, "site.yml second run")
+
+
+@pytest.fixture(scope="session")
+def fleet_check_run(fleet, fleet_second_run):
+    """site.yml in check and diff mode on the converged fleet."""
+    return _site(fleet, "site.yml check run", "--check --diff")
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +149,6 @@ def pool_lab(lab_image, tmp_path_factory):
     lab = Lab(tmp_path_factory.mktemp("pool-inventory"), "wf-pool-", "wrinklefree-pool", "10.213.3.0/24")
     (lab.inventory / "controller.yml").write_text(
         f"all:\n  children:\n    sky_controller:\n      hosts:\n        {lab.host(1)}:\n")
-    yield from running(lab)
-
-
-@pytest.fixture(scope="session")
-def bitnet_lab(lab_image, tmp_path_factory):
-    """A lab for the BitNet and runbook tests, which rebuild, break and restore the servers
-    (test_bitnet.py converges it first)."""
-    lab = Lab(tmp_path_factory.mktemp("bitnet-inventory"), "wf-bitnet-", "wrinklefree-bitnet", "10.213.5.0/24")
     yield from running(lab)
 
 

@@ -1,8 +1,9 @@
-"""The bitnet role in a lab of its own, against the BitNet-shaped fixture served from the lab's
-mirror (tests/fixtures/bitnet): one compile per profile, the artifact reused elsewhere, a build
-stamp that rebuilds only on a changed input, servers on the mesh address that answer /health and
-complete prompts, and failures (wrong checksum, a server that does not start) that say why and
-leave the previous model serving. The tests run in order and share the lab."""
+"""The bitnet role on the suite's shared fleet (conftest.py), against the BitNet-shaped fixture
+served from the lab's mirror (tests/fixtures/bitnet): one compile per profile, the artifact
+reused elsewhere, a build stamp that rebuilds only on a changed input, servers on the mesh
+address that answer /health and complete prompts, and failures (wrong checksum, a server that
+does not start) that say why and leave the previous model serving. The tests run in order and
+leave the fleet converged."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from helpers import ROOT, changed_hosts, env, output, playbook, run
 
-pytestmark = pytest.mark.lab
+# The fleet is one lab: its modules run on one pytest-xdist worker, in file order.
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
 
-HOSTS = ("wf-bitnet-1", "wf-bitnet-2", "wf-bitnet-3")
+HOSTS = ("wf-fleet-1", "wf-fleet-2", "wf-fleet-3")
 
 
 def sh(host: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -49,14 +52,45 @@ def ran(runner, task: str) -> set[str]:
             and e["event_data"].get("task", "").startswith(task)}
 
 
+def physical_cores(host: str) -> int:
+    """Distinct (package, core) pairs of the host's /proc/cpuinfo: what the role calls physical cores."""
+    pairs = sh(host, "grep -E '^(physical id|core id)' /proc/cpuinfo | paste - - | sort -u").stdout.splitlines()
+    return max(len(pairs), 1)
+
+
+PROFILES = yaml.safe_load((ROOT / "roles/bitnet/vars/main.yml").read_text())["bitnet__profiles"]
+
+
+def another_build(facts: dict[str, dict]) -> tuple[dict, dict, list[str]]:
+    """A build that every host's real CPU runs and that differs from what `auto` chose on each:
+    another profile where the CPUs allow one, else the other kernel of the architecture (an
+    AVX2-only x86 host has no second profile). Returns the extra vars, the facts expected after
+    it, and what llama-server's system_info must then report."""
+    flags = set.intersection(*(set(sh(host, "grep -m1 -E '^(flags|Features)' /proc/cpuinfo").stdout.split(":", 1)[1].split())
+                               for host in facts))
+    arch = {sh(host, "uname -m").stdout.strip() for host in facts}
+    chosen = {f["profile"] for f in facts.values()}
+    runnable = sorted((spec["rank"], name) for name, spec in PROFILES.items()
+                      if spec["arch"] in arch and name not in chosen and flags.issuperset(spec["requires"]))
+    if runnable:
+        name = runnable[0][1]
+        cmake = PROFILES[name]["cmake"]
+        info = [f"AVX512 = {int(cmake.get('GGML_AVX512', False))}", f"AVX512_VNNI = {int(cmake.get('GGML_AVX512_VNNI', False))}"]
+        return {"bitnet_profile": name}, {"profile": name}, info
+    kernels = {f["kernel"] for f in facts.values()}
+    assert kernels == {"i2_s"}, f"no second profile, and the kernels are already {kernels}"
+    kernel = "tl1" if arch == {"aarch64"} else "tl2"
+    return {"bitnet_kernel": kernel}, {"kernel": kernel}, [f"BITNET_{'ARM_TL1' if kernel == 'tl1' else 'X86_TL2'} = 1"]
+
+
 def converge(lab, path="playbooks/site.yml", **kwargs):
     runner = playbook(path, lab, **kwargs)
     assert runner.rc == 0, output(runner)[-6000:]
     return runner
 
 
-def test_site_builds_once_and_serves_on_the_mesh(bitnet_lab):
-    runner = converge(bitnet_lab)
+def test_site_builds_once_and_serves_on_the_mesh(fleet_first_run):
+    runner = fleet_first_run
     # One compile for the one profile of these identical hosts; the others unpacked it.
     assert ran(runner, "BitNet | compile") == {HOSTS[0]}
     assert ran(runner, "BitNet | unpack") == set(HOSTS[1:])
@@ -77,46 +111,48 @@ def test_site_builds_once_and_serves_on_the_mesh(bitnet_lab):
         assert http(host, f["bind"], "/health") == {"status": "ok"}
     # Another host completes a prompt over the mesh, with the thread count of physical cores.
     props = http(HOSTS[1], facts[HOSTS[0]]["bind"], "/props")
-    assert props["n_threads"] == int(sh(HOSTS[0], "nproc").stdout) and props["total_slots"] == 4
+    assert props["n_threads"] == physical_cores(HOSTS[0]) and props["total_slots"] == 4
     assert f"AVX2 = 1" in props["system_info"]
     completion = http(HOSTS[1], facts[HOSTS[0]]["bind"], "/completion", {"prompt": "Hello", "n_predict": 4})
     assert completion["tokens_predicted"] == 4 and len(completion["content"].split()) >= 4
     assert sh(HOSTS[0], "systemctl is-enabled bitnet-server@tiny").stdout.strip() == "enabled"
 
 
-def test_second_run_and_check_mode_change_nothing(bitnet_lab):
-    assert changed_hosts(converge(bitnet_lab)) == {}
-    assert changed_hosts(converge(bitnet_lab, cmdline="--check --diff")) == {}
+def test_second_run_and_check_mode_change_nothing(fleet_second_run, fleet_check_run):
+    assert changed_hosts(fleet_second_run) == {}
+    assert changed_hosts(fleet_check_run) == {}
 
 
-def test_missing_release_comes_from_the_controller_without_compiling(bitnet_lab):
+def test_missing_release_comes_from_the_controller_without_compiling(fleet, fleet_first_run):
     sh(HOSTS[1], "systemctl stop bitnet-server@tiny; rm -rf /opt/bitnet/releases /opt/bitnet/current")
-    runner = converge(bitnet_lab, "playbooks/bitnet.yml")
+    runner = converge(fleet, "playbooks/bitnet.yml")
     assert ran(runner, "BitNet | compile") == set()
     assert set(changed_hosts(runner)) == {HOSTS[1]}
     assert http(HOSTS[1], fact(HOSTS[1])["bind"], "/health") == {"status": "ok"}
 
 
-def test_changed_profile_rebuilds_once_and_switches_back_without_building(bitnet_lab):
+def test_changed_profile_rebuilds_once_and_switches_back_without_building(fleet, fleet_first_run):
     before = fact(HOSTS[0])["release"]
-    runner = converge(bitnet_lab, "playbooks/bitnet.yml", extravars={"bitnet_profile": "x86_avx2"})
+    extravars, expected, system_info = another_build({host: fact(host) for host in HOSTS})
+    runner = converge(fleet, "playbooks/bitnet.yml", extravars=extravars)
     assert ran(runner, "BitNet | compile") == {HOSTS[0]}
     for host in HOSTS:
         f = fact(host)
-        assert f["profile"] == "x86_avx2" and f["release"] != before
-        assert "AVX512 = 0" in http(host, f["bind"], "/props")["system_info"]
+        assert {k: f[k] for k in expected} == expected and f["release"] != before
+        info = http(host, f["bind"], "/props")["system_info"]
+        assert all(item in info for item in system_info), (system_info, info)
         # The previous release is kept for a rollback (bitnet_keep_releases: 2).
         assert sh(host, "ls /opt/bitnet/releases").stdout.split() == sorted([before, f["release"]])
-    runner = converge(bitnet_lab, "playbooks/bitnet.yml")
+    runner = converge(fleet, "playbooks/bitnet.yml")
     assert ran(runner, "BitNet | compile") == set()
     assert {fact(host)["release"] for host in HOSTS} == {before}
 
 
-def test_wrong_checksum_fails_and_keeps_the_model_serving(bitnet_lab):
+def test_wrong_checksum_fails_and_keeps_the_model_serving(fleet, fleet_first_run):
     bad = {"name": "tiny", "url": "file:///srv/mirror/models/tiny.gguf", "sha256": "0" * 64, "port": 8080}
     model = sh(HOSTS[0], "sha256sum /var/lib/bitnet/models/tiny.gguf").stdout
     pid = sh(HOSTS[0], "systemctl show -p MainPID --value bitnet-server@tiny").stdout
-    runner = playbook("playbooks/bitnet.yml", bitnet_lab, extravars={"bitnet_models": [bad]})
+    runner = playbook("playbooks/bitnet.yml", fleet, extravars={"bitnet_models": [bad]})
     assert runner.rc != 0 and runner.stats["failures"] == dict.fromkeys(HOSTS, 1)
     assert "did not match 0000000000000000000000000000000000000000000000000000000000000000" in output(runner)
     assert sh(HOSTS[0], "sha256sum /var/lib/bitnet/models/tiny.gguf").stdout == model
@@ -124,46 +160,45 @@ def test_wrong_checksum_fails_and_keeps_the_model_serving(bitnet_lab):
     assert http(HOSTS[0], fact(HOSTS[0])["bind"], "/health") == {"status": "ok"}
 
 
-def test_server_that_does_not_start_shows_its_log_and_recovers(bitnet_lab):
-    runner = playbook("playbooks/bitnet.yml", bitnet_lab, cmdline=f"--limit {HOSTS[2]}",
+def test_server_that_does_not_start_shows_its_log_and_recovers(fleet, fleet_first_run):
+    runner = playbook("playbooks/bitnet.yml", fleet, cmdline=f"--limit {HOSTS[2]}",
                       extravars={"bitnet_server_extra_args": ["--no-such-flag"], "bitnet_health_timeout": 6})
     text = " ".join(output(runner).split())
     assert runner.rc != 0
     assert "bitnet-server@tiny did not answer" in text and "error: unknown argument: --no-such-flag" in text
-    runner = converge(bitnet_lab, "playbooks/bitnet.yml", cmdline=f"--limit {HOSTS[2]}")
+    runner = converge(fleet, "playbooks/bitnet.yml", cmdline=f"--limit {HOSTS[2]}")
     assert set(changed_hosts(runner)) == {HOSTS[2]}
     assert http(HOSTS[2], fact(HOSTS[2])["bind"], "/health") == {"status": "ok"}
 
 
-def test_model_from_the_controller_is_checked_before_it_is_copied(bitnet_lab, tmp_path):
+def test_model_from_the_controller_is_checked_before_it_is_copied(fleet, fleet_first_run, tmp_path):
     extra = tmp_path / "extra.gguf"
     run("python3", ROOT / "tests/fixtures/bitnet/make_gguf.py", extra, "--name", "extra", "--seed", "5")
     digest = hashlib.sha256(extra.read_bytes()).hexdigest()
     tiny = {"name": "tiny", "url": "file:///srv/mirror/models/tiny.gguf", "port": 8080,
-            "sha256": (bitnet_lab.inventory / ".state/mirror/models/tiny.gguf.sha256").read_text()}
+            "sha256": (fleet.inventory / ".state/mirror/models/tiny.gguf.sha256").read_text()}
     models = [tiny, {"name": "extra", "src": str(extra), "sha256": digest, "port": 8081}]
     limit = f"--limit {HOSTS[0]}"
-    converge(bitnet_lab, "playbooks/bitnet.yml", extravars={"bitnet_models": models}, cmdline=limit)
+    converge(fleet, "playbooks/bitnet.yml", extravars={"bitnet_models": models}, cmdline=limit)
     bind = fact(HOSTS[0])["bind"]
     assert http(HOSTS[0], bind, "/props", port=8081)["model_path"] == "/var/lib/bitnet/models/extra.gguf"
     assert sh(HOSTS[0], "sha256sum /var/lib/bitnet/models/extra.gguf").stdout.split()[0] == digest
     models[1]["sha256"] = "f" * 64
-    runner = playbook("playbooks/bitnet.yml", bitnet_lab, extravars={"bitnet_models": models}, cmdline=limit)
+    runner = playbook("playbooks/bitnet.yml", fleet, extravars={"bitnet_models": models}, cmdline=limit)
     assert runner.rc != 0 and f"has sha256 {digest}, expected {'f' * 64}" in " ".join(output(runner).split())
     assert sh(HOSTS[0], "sha256sum /var/lib/bitnet/models/extra.gguf").stdout.split()[0] == digest
     # Back to the inventory's models: the extra server is stopped and its configuration removed.
-    converge(bitnet_lab, "playbooks/bitnet.yml", cmdline=limit)
+    converge(fleet, "playbooks/bitnet.yml", cmdline=limit)
     assert sh(HOSTS[0], "systemctl is-active bitnet-server@extra", check=False).stdout.strip() == "inactive"
     assert sh(HOSTS[0], "test -e /etc/bitnet/extra.env", check=False).returncode == 1
 
 
 @pytest.mark.skipif(not os.environ.get("WF_BITNET_SRC"), reason="set WF_BITNET_SRC to a BitNet tree with its submodule")
-def test_real_bitnet_builds_once_and_serves(bitnet_lab):
+def test_real_bitnet_builds_once_and_serves(fleet, fleet_first_run):
     """Opt-in: the real BitNet tree (WF_BITNET_SRC, submodule populated; see DESIGN.md for where
     to get it) through the same role and mirror path. With WF_BITNET_MODEL (a GGUF file on the
     controller) the model is served and must answer /health and complete a prompt."""
-    converge(bitnet_lab)  # base, mesh and the fixture first, when this test runs alone
-    mirror = bitnet_lab.inventory / ".state" / "mirror" / "real"
+    mirror = fleet.inventory / ".state" / "mirror" / "real"
     commit = run(ROOT / "tests/fixtures/bitnet/make-mirror.sh", os.environ["WF_BITNET_SRC"], mirror).stdout.strip()
     extravars = {"bitnet_git_url": "file:///srv/mirror/real/bitnet.git", "bitnet_version": commit,
                  "bitnet_submodule_urls": {"3rdparty/llama.cpp": "file:///srv/mirror/real/llama.cpp.git"},
@@ -172,7 +207,7 @@ def test_real_bitnet_builds_once_and_serves(bitnet_lab):
     if model:
         digest = hashlib.sha256(Path(model).read_bytes()).hexdigest()
         extravars["bitnet_models"] = [{"name": "real", "src": model, "sha256": digest, "port": 8080}]
-    runner = converge(bitnet_lab, "playbooks/bitnet.yml", extravars=extravars, cmdline=f"--limit {HOSTS[0]},{HOSTS[1]}")
+    runner = converge(fleet, "playbooks/bitnet.yml", extravars=extravars, cmdline=f"--limit {HOSTS[0]},{HOSTS[1]}")
     assert ran(runner, "BitNet | compile") == {HOSTS[0]}
     for host in HOSTS[:2]:
         assert commit[:7] in fact(host)["commit"]

@@ -16,7 +16,7 @@ import pytest
 from helpers import adhoc, changed_hosts, output, playbook, run
 from test_bitnet import sh
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("faults")]
 
 HOSTS = ("wf-fault-1", "wf-fault-2", "wf-fault-3")
 SAVED_SOURCES = "/root/sources.list.good"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 from helpers import ROOT
@@ -101,6 +102,28 @@ AVX512 = AVX2 + " avx512f avx512dq avx512bw avx512vl"
 ])
 def test_best_profile_the_cpu_allows(flags, arch, profile):
     assert bitnet_cpu_profile(flags, arch, PROFILES) == profile
+
+
+RECORDED = yaml.safe_load((ROOT / "tests" / "fixtures" / "cpu_flags.yml").read_text())
+
+
+@pytest.mark.parametrize("cpu", sorted(RECORDED))
+def test_profile_of_recorded_cpus(cpu):
+    """`auto` on the flags of real CPUs; a CPU that cannot serve gets an error naming what it lacks."""
+    record = RECORDED[cpu]
+    if record["profile"]:
+        assert bitnet_cpu_profile(record["flags"], record["arch"], PROFILES) == record["profile"]
+    else:
+        with pytest.raises(AnsibleFilterError, match="lacks avx2, f16c, fma|no BitNet profile fits this aarch64 CPU"):
+            bitnet_cpu_profile(record["flags"], record["arch"], PROFILES)
+
+
+def test_lab_cpuinfo_hides_avx512():
+    """The recorded /proc/cpuinfo a lab host can be given (lab_cpuinfo) is an AVX2-only EPYC."""
+    text = (ROOT / "tests" / "lab" / "cpuinfo" / "epyc-milan-avx2").read_text()
+    lines = [line.split(":", 1)[1] for line in text.splitlines() if line.startswith("flags")]
+    assert len(lines) == len(re.findall(r"^processor\s*:", text, re.M)) >= 1
+    assert all(bitnet_cpu_profile(flags, "x86_64", PROFILES) == "x86_avx2" for flags in lines)
 
 
 def test_explicit_profile_is_checked_against_the_cpu():

@@ -1,5 +1,5 @@
-"""The README's main job on a lab of its own: site.yml converges 3 real hosts, then a second
-run and a check-mode run change nothing."""
+"""The README's main job on the suite's shared fleet (conftest.py): site.yml converges 3 bare
+hosts, then a second run and a check-mode run change nothing."""
 
 from __future__ import annotations
 
@@ -8,61 +8,55 @@ import subprocess
 
 import pytest
 
-from helpers import adhoc, changed_hosts, output, playbook, run
+from helpers import adhoc, changed_hosts, output, run
 
-pytestmark = pytest.mark.lab
+# The fleet is one lab: its modules run on one pytest-xdist worker, in file order.
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
 
 # One range check of each role's validate.yml.
 VALIDATE_TASKS = ("Base | check base_ssh_port", "WireGuard | check the port", "BitNet | check the profile")
 
 
-@pytest.fixture(scope="module")
-def converged(lab):
-    runner = playbook("playbooks/site.yml", lab)
-    assert runner.rc == 0, output(runner)[-6000:]
-    return runner
+def hosts(lab) -> list[str]:
+    return [lab.host(i) for i in (1, 2, 3)]
 
 
-def test_first_run_changes_every_host(converged):
-    assert sorted(changed_hosts(converged)) == ["wf-test-1", "wf-test-2", "wf-test-3"]
+def test_first_run_changes_every_host(fleet, fleet_first_run):
+    assert sorted(changed_hosts(fleet_first_run)) == hosts(fleet)
 
 
-def test_second_run_changes_nothing(lab, converged):
-    runner = playbook("playbooks/site.yml", lab)
-    assert runner.rc == 0, output(runner)[-6000:]
-    assert changed_hosts(runner) == {}, output(runner)[-6000:]
+def test_second_run_changes_nothing(fleet_second_run):
+    assert changed_hosts(fleet_second_run) == {}, output(fleet_second_run)[-6000:]
 
 
-def test_each_validate_task_runs_once_per_host(converged):
+def test_each_validate_task_runs_once_per_host(fleet, fleet_first_run):
     """Preflight runs every role's validate.yml on every host; the roles then skip theirs."""
     runs: dict[tuple[str, str], int] = {}
-    for event in converged.events:
+    for event in fleet_first_run.events:
         data = event.get("event_data", {})
         if event["event"] == "runner_on_ok" and data.get("task") in VALIDATE_TASKS:
             key = (data["task"], data["host"])
             runs[key] = runs.get(key, 0) + 1
-    assert runs == {(task, f"wf-test-{i}"): 1 for task in VALIDATE_TASKS for i in (1, 2, 3)}
+    assert runs == {(task, host): 1 for task in VALIDATE_TASKS for host in hosts(fleet)}
 
 
-def test_check_diff_on_converged_lab_changes_nothing(lab, converged):
-    runner = playbook("playbooks/site.yml", lab, cmdline="--check --diff")
-    assert runner.rc == 0, output(runner)[-6000:]
-    assert changed_hosts(runner) == {}, output(runner)[-6000:]
+def test_check_diff_on_converged_lab_changes_nothing(fleet_check_run):
+    assert changed_hosts(fleet_check_run) == {}, output(fleet_check_run)[-6000:]
 
 
-def test_admin_user_reaches_every_host_over_ssh(lab, converged):
+def test_admin_user_reaches_every_host_over_ssh(fleet, fleet_first_run):
     """The admin account the base role made works for Ansible itself (key login plus sudo)."""
-    runner = adhoc("ansible.builtin.command", "id -un", lab, cmdline="--become -e ansible_user=deploy")
+    runner = adhoc("ansible.builtin.command", "id -un", fleet, cmdline="--become -e ansible_user=deploy")
     assert runner.rc == 0, output(runner)[-6000:]
     users = {e["event_data"]["host"]: e["event_data"]["res"]["stdout"]
              for e in runner.events if e["event"] == "runner_on_ok"}
-    assert users == {"wf-test-1": "root", "wf-test-2": "root", "wf-test-3": "root"}
+    assert users == dict.fromkeys(hosts(fleet), "root")
 
 
-def test_lab_is_discovered_through_the_fake_hetzner_apis(lab, converged):
-    result = run("ansible-inventory", "-i", lab, "--list", stderr=subprocess.PIPE)
+def test_lab_is_discovered_through_the_fake_hetzner_apis(fleet, fleet_first_run):
+    result = run("ansible-inventory", "-i", fleet, "--list", stderr=subprocess.PIPE)
     assert "WARNING" not in result.stderr, result.stderr
     listed = json.loads(result.stdout)
-    assert sorted(listed["hetzner_cloud"]["hosts"]) == ["wf-test-1", "wf-test-2"]
-    assert listed["hetzner_robot"]["hosts"] == ["wf-test-3"]
-    assert sorted(listed["base"]["hosts"]) == ["wf-test-1", "wf-test-2", "wf-test-3"]
+    assert sorted(listed["hetzner_cloud"]["hosts"]) == hosts(fleet)[:2]
+    assert listed["hetzner_robot"]["hosts"] == hosts(fleet)[2:]
+    assert sorted(listed["base"]["hosts"]) == hosts(fleet)

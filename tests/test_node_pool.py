@@ -12,7 +12,7 @@ import yaml
 
 from helpers import changed_hosts, env, output, playbook, run
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("pool")]
 
 
 def sh(host: str, command: str) -> str:

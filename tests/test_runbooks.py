@@ -1,4 +1,4 @@
-"""Day-2 runbooks in the BitNet lab (after test_bitnet.py converged it): the status report and
+"""Day-2 runbooks on the suite's shared fleet (conftest.py): the status report and
 its exit code, and a rolling upgrade that stops and rolls back when a host's server does not
 come up, leaving the other hosts serving."""
 
@@ -14,7 +14,8 @@ import pytest
 from helpers import ROOT, changed_hosts, output, playbook, run
 from test_bitnet import HOSTS, converge, fact, http, sh
 
-pytestmark = pytest.mark.lab
+# The fleet is one lab: its modules run on one pytest-xdist worker, in file order.
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
 
 
 def model_sha(host: str) -> str:
@@ -26,9 +27,9 @@ def server_pid(host: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def converged(bitnet_lab):
-    converge(bitnet_lab)
-    return bitnet_lab
+def converged(fleet, fleet_first_run):
+    """The fleet, converged (the modules before this one leave it so)."""
+    return fleet
 
 
 def test_status_reports_every_host_with_cost_per_token(converged, tmp_path):

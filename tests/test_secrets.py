@@ -10,10 +10,11 @@ import pytest
 from helpers import ROOT, env, output, playbook
 from test_bitnet import HOSTS, sh
 
-pytestmark = pytest.mark.lab
+# The fleet is one lab: its modules run on one pytest-xdist worker, in file order.
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
 
 
-def test_no_secret_in_output_log_fact_cache_or_retry_files(bitnet_lab, tmp_path, monkeypatch):
+def test_no_secret_in_output_log_fact_cache_or_retry_files(fleet, fleet_first_run, tmp_path, monkeypatch):
     log, facts = tmp_path / "ansible.log", tmp_path / "facts"
     # ansible.cfg's jsonfile fact cache, here in a directory of the test's own (ansible-runner
     # would otherwise put its own in each run's artifacts, which this test would not read).
@@ -24,22 +25,22 @@ def test_no_secret_in_output_log_fact_cache_or_retry_files(bitnet_lab, tmp_path,
                             ("playbooks/runbooks/wireguard-health.yml", {}),
                             # A failing run, which would write a retry file were they on.
                             ("playbooks/bitnet.yml", {"bitnet_server_bind": "192.0.2.1"})):
-        runner = playbook(path, bitnet_lab, extravars=extravars, cmdline="-vvv", fact_cache_type="ansible.cfg")
+        runner = playbook(path, fleet, extravars=extravars, cmdline="-vvv", fact_cache_type="ansible.cfg")
         texts.append(output(runner))
     assert runner.rc != 0
-    assert not list(ROOT.rglob("*.retry")) and not list(bitnet_lab.inventory.rglob("*.retry"))
+    assert not list(ROOT.rglob("*.retry")) and not list(fleet.inventory.rglob("*.retry"))
 
-    state = bitnet_lab.inventory / ".state" / "hetzner"
+    state = fleet.inventory / ".state" / "hetzner"
     secrets = {f"{host} WireGuard private key": sh(host, "cat /etc/wireguard/wg0.key").stdout.strip() for host in HOSTS}
     secrets.update({name: (state / name).read_text().strip() for name in ("cloud-token", "robot-password")})
-    secrets["lab SSH private key body"] = (bitnet_lab.inventory / ".state" / "id_ed25519").read_text().splitlines()[1]
+    secrets["lab SSH private key body"] = (fleet.inventory / ".state" / "id_ed25519").read_text().splitlines()[1]
     assert all(len(value) >= 20 for value in secrets.values()), "a secret to look for is missing"
 
     places = {f"output of run {i}": text for i, text in enumerate(texts)}
     places["log file"] = log.read_text()
     cached = [path.name for path in facts.iterdir()]
     assert all(any(name.endswith(host) for name in cached) for host in HOSTS), f"facts not cached: {cached}"
-    for path in [*facts.rglob("*"), *bitnet_lab.inventory.rglob("*.yml")]:
+    for path in [*facts.rglob("*"), *fleet.inventory.rglob("*.yml")]:
         if path.is_file():
             places[str(path)] = path.read_text(errors="ignore")
     leaks = [f"{name} in {place}" for name, value in secrets.items() for place, text in places.items() if value in text]

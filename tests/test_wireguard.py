@@ -1,6 +1,7 @@
-"""The WireGuard mesh in a lab of its own: real tunnels between real hosts, traffic proven by
-WireGuard's own counters, a host added and removed without disturbing the others' tunnels, and
-a key rotated while the mesh stays up. The tests run in order and share the lab."""
+"""The WireGuard mesh on the suite's shared fleet (conftest.py), last of its users: real tunnels
+between real hosts, traffic proven by WireGuard's own counters, a host added and removed without
+disturbing the others' tunnels, and a key rotated while the mesh stays up. The tests run in
+order and leave the fleet with 3 hosts in a full mesh."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import yaml
 
 from helpers import changed_hosts, env, output, playbook
 
-pytestmark = pytest.mark.lab
+# The fleet is one lab: its modules run on one pytest-xdist worker, in file order.
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
 
 
 def sh(host: str, command: str) -> str:
@@ -67,39 +69,38 @@ def assert_full_mesh(lab, hosts: list[str]) -> None:
             assert after_in["rx"] > before_in["rx"], (source, target)
 
 
-def test_converge_and_second_run_changes_nothing(mesh_lab):
-    first = converge(mesh_lab)
-    assert sorted(changed_hosts(first)) == [mesh_lab.host(i) for i in (1, 2, 3)]
-    second = converge(mesh_lab)
+def test_converge_and_second_run_changes_nothing(fleet, fleet_first_run, fleet_second_run):
+    first, second = fleet_first_run, fleet_second_run
+    assert sorted(changed_hosts(first)) == [fleet.host(i) for i in (1, 2, 3)]
     assert changed_hosts(second) == {}, output(second)[-4000:]
 
 
-def test_keys_stay_on_their_hosts(mesh_lab):
-    host = mesh_lab.host(1)
+def test_keys_stay_on_their_hosts(fleet, fleet_first_run):
+    host = fleet.host(1)
     assert sh(host, "stat -c %a /etc/wireguard/wg0.key").strip() == "600"
     assert "PrivateKey" not in sh(host, "cat /etc/wireguard/wg0.conf")
     private = sh(host, "cat /etc/wireguard/wg0.key").strip()
-    for path in mesh_lab.inventory.rglob("*"):
+    for path in fleet.inventory.rglob("*"):
         if path.is_file():
             assert private not in path.read_text(errors="ignore"), path
 
 
-def test_every_host_reaches_every_other_through_the_tunnel(mesh_lab):
-    hosts = [mesh_lab.host(i) for i in (1, 2, 3)]
-    assert sorted(registry(mesh_lab)) == hosts
-    assert len({entry["address"] for entry in registry(mesh_lab).values()}) == 3
-    assert_full_mesh(mesh_lab, hosts)
+def test_every_host_reaches_every_other_through_the_tunnel(fleet, fleet_first_run):
+    hosts = [fleet.host(i) for i in (1, 2, 3)]
+    assert sorted(registry(fleet)) == hosts
+    assert len({entry["address"] for entry in registry(fleet).values()}) == 3
+    assert_full_mesh(fleet, hosts)
 
 
-def test_adding_a_host_keeps_the_existing_tunnels(mesh_lab):
-    old = [mesh_lab.host(i) for i in (1, 2, 3)]
-    addresses = {h: registry(mesh_lab)[h]["address"] for h in old}
+def test_adding_a_host_keeps_the_existing_tunnels(fleet, fleet_first_run):
+    old = [fleet.host(i) for i in (1, 2, 3)]
+    addresses = {h: registry(fleet)[h]["address"] for h in old}
     identity = {h: interface_identity(h) for h in old}
     counters = {h: peers(h) for h in old}
-    mesh_lab.up(4)
-    converge(mesh_lab)
-    new = mesh_lab.host(4)
-    mesh = registry(mesh_lab)
+    fleet.up(4)
+    converge(fleet)
+    new = fleet.host(4)
+    mesh = registry(fleet)
     assert {h: mesh[h]["address"] for h in old} == addresses
     for host in old:
         assert interface_identity(host) == identity[host], f"wg0 restarted on {host}"
@@ -109,57 +110,57 @@ def test_adding_a_host_keeps_the_existing_tunnels(mesh_lab):
             assert now[key]["rx"] >= before["rx"] and now[key]["tx"] >= before["tx"], host
             assert now[key]["handshake"] >= before["handshake"], host
         assert mesh[new]["public_key"] in now
-    assert_full_mesh(mesh_lab, old + [new])
+    assert_full_mesh(fleet, old + [new])
 
 
-def test_removing_a_host_drops_it_from_every_peer_list(mesh_lab):
-    gone = registry(mesh_lab)[mesh_lab.host(4)]["public_key"]
-    mesh_lab.up(3)  # host 4 leaves the fake Hetzner API's list (its container keeps running)
-    converge(mesh_lab, "playbooks/wireguard.yml")
-    assert mesh_lab.host(4) not in registry(mesh_lab)
-    for host in (mesh_lab.host(i) for i in (1, 2, 3)):
+def test_removing_a_host_drops_it_from_every_peer_list(fleet, fleet_first_run):
+    gone = registry(fleet)[fleet.host(4)]["public_key"]
+    fleet.up(3)  # host 4 leaves the fake Hetzner API's list (its container keeps running)
+    converge(fleet, "playbooks/wireguard.yml")
+    assert fleet.host(4) not in registry(fleet)
+    for host in (fleet.host(i) for i in (1, 2, 3)):
         assert gone not in peers(host), host
 
 
-def test_rotating_a_key_keeps_the_mesh(mesh_lab):
-    target = mesh_lab.host(2)
-    old_key = registry(mesh_lab)[target]["public_key"]
+def test_rotating_a_key_keeps_the_mesh(fleet, fleet_first_run):
+    target = fleet.host(2)
+    old_key = registry(fleet)[target]["public_key"]
     started = time.time()
-    converge(mesh_lab, "playbooks/runbooks/wireguard-rotate-keys.yml", extravars={"rotate": target})
-    new_key = registry(mesh_lab)[target]["public_key"]
+    converge(fleet, "playbooks/runbooks/wireguard-rotate-keys.yml", extravars={"rotate": target})
+    new_key = registry(fleet)[target]["public_key"]
     assert new_key != old_key
     assert sh(target, "wg show wg0 public-key").strip() == new_key
-    for host in (mesh_lab.host(1), mesh_lab.host(3)):
+    for host in (fleet.host(1), fleet.host(3)):
         seen = peers(host)
         assert old_key not in seen and seen[new_key]["handshake"] >= int(started), host
-    assert_full_mesh(mesh_lab, [mesh_lab.host(i) for i in (1, 2, 3)])
+    assert_full_mesh(fleet, [fleet.host(i) for i in (1, 2, 3)])
 
 
-def test_rotating_every_key_one_host_at_a_time(mesh_lab):
-    hosts = [mesh_lab.host(i) for i in (1, 2, 3)]
-    old = {h: registry(mesh_lab)[h]["public_key"] for h in hosts}
-    converge(mesh_lab, "playbooks/runbooks/wireguard-rotate-keys.yml", extravars={"rotate": "all"})
-    new = {h: registry(mesh_lab)[h]["public_key"] for h in hosts}
+def test_rotating_every_key_one_host_at_a_time(fleet, fleet_first_run):
+    hosts = [fleet.host(i) for i in (1, 2, 3)]
+    old = {h: registry(fleet)[h]["public_key"] for h in hosts}
+    converge(fleet, "playbooks/runbooks/wireguard-rotate-keys.yml", extravars={"rotate": "all"})
+    new = {h: registry(fleet)[h]["public_key"] for h in hosts}
     assert all(new[h] != old[h] for h in hosts)
-    assert_full_mesh(mesh_lab, hosts)
+    assert_full_mesh(fleet, hosts)
 
 
-def test_check_mode_on_the_converged_mesh_changes_nothing(mesh_lab):
-    runner = converge(mesh_lab, cmdline="--check --diff")
+def test_check_mode_on_the_converged_mesh_changes_nothing(fleet, fleet_first_run):
+    runner = converge(fleet, cmdline="--check --diff")
     assert changed_hosts(runner) == {}, output(runner)[-4000:]
 
 
-def test_health_runbook_passes_then_names_a_dead_peer(mesh_lab):
-    converge(mesh_lab, "playbooks/runbooks/wireguard-health.yml")
-    dead, witness = mesh_lab.host(3), mesh_lab.host(1)
-    key = registry(mesh_lab)[dead]["public_key"]
+def test_health_runbook_passes_then_names_a_dead_peer(fleet, fleet_first_run):
+    converge(fleet, "playbooks/runbooks/wireguard-health.yml")
+    dead, witness = fleet.host(3), fleet.host(1)
+    key = registry(fleet)[dead]["public_key"]
     sh(dead, "systemctl stop wg-quick@wg0")
     # The witness forgets its session with the dead host, as after its own restart.
     sh(witness, f"wg set wg0 peer {key} remove && /usr/local/sbin/wireguard-sync wg0")
     try:
-        runner = playbook("playbooks/runbooks/wireguard-health.yml", mesh_lab, cmdline=f"--limit {witness}")
+        runner = playbook("playbooks/runbooks/wireguard-health.yml", fleet, cmdline=f"--limit {witness}")
         assert runner.rc != 0
         assert f"without a handshake in the last 180 s: {dead} (never)" in " ".join(output(runner).split())
     finally:
         sh(dead, "systemctl start wg-quick@wg0")
-    ping(witness, registry(mesh_lab)[dead]["address"])
+    ping(witness, registry(fleet)[dead]["address"])
