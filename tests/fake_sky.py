@@ -1,7 +1,8 @@
 """A recording fake of SkyPilot's SDK boundary, for the sky_job and sky_service modules.
 
 The modules import it instead of `sky` when WF_SKY_SDK=fake_sky. Task validation stays real
-(`Task` is SkyPilot's own class); the requests that would reach a SkyPilot API server are faked.
+(`Task` is SkyPilot's own class); the requests that would reach a SkyPilot API server are faked,
+and refused as that server refuses them (its checks, SkyPilot's own code, run on every task).
 Each module run is a new process, so the fake keeps its jobs, services and the calls it received
 in the JSON file named by FAKE_SKY_STATE. Its functions have the real SDK's signatures, which
 tests/test_sky_modules.py checks against the installed SkyPilot.
@@ -9,12 +10,19 @@ tests/test_sky_modules.py checks against the installed SkyPilot.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import sys
 import types
+from pathlib import Path
 
 import sky as _sky
 from sky.jobs.client.sdk import AUTO_JOB_GROUP
+
+# The API server's checks, as the modules run them (plugins/module_utils/sky_sdk.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins" / "module_utils"))
+from sky_sdk import server_checks  # noqa: E402
 
 Task = _sky.Task
 TERMINAL = {"SUCCEEDED", "CANCELLED", "FAILED"}
@@ -33,10 +41,17 @@ def _save(state: dict) -> None:
         json.dump(state, handle, default=str, indent=1)
 
 
-def _request(call: str, result, **recorded) -> str:
-    """Record the call, fail it if the test asked for that, and return a request id for get()."""
+def _request(call: str, result, task=None, task_name=None, **recorded) -> str:
+    """Record the call; refuse it as SkyPilot's API server would (its own checks, run on `task`);
+    fail it if the test asked for that; return a request id for get()."""
     state = _load()
     state["calls"].append({"call": call, **recorded})
+    if task is not None:
+        try:
+            server_checks(copy.deepcopy(task), call.replace(".", " "), task_name)
+        except Exception as exc:
+            _save(state)
+            raise _sky.exceptions.ClientError(f"server refused {call}: {exc}") from None
     if call in state["fail"]:
         _save(state)
         raise _sky.exceptions.ClientError(state["fail"][call])
@@ -65,7 +80,7 @@ def _launch(task, name=None, pool=None, num_jobs=None, job_group=AUTO_JOB_GROUP,
         job_id = len(state["jobs"]) + 1
         state["jobs"].append({"job_id": job_id, "job_name": name, "status": "PENDING"})
         return {"tuple": [[job_id], None]}
-    return _request("jobs.launch", result, name=name, spec=_spec(task))
+    return _request("jobs.launch", result, task=task, task_name=name, name=name, spec=_spec(task))
 
 
 def _queue(refresh, skip_finished=False, all_users=False, job_ids=None, version=1):
@@ -98,15 +113,15 @@ def _up(task, service_name, _need_confirmation=False):
     def result(state):
         state["services"][service_name] = _record(service_name, 1)
         return {"tuple": [service_name, state["services"][service_name]["endpoint"]]}
-    return _request("serve.up", result, service_name=service_name, spec=_spec(task))
+    return _request("serve.up", result, task=task, task_name=service_name, service_name=service_name, spec=_spec(task))
 
 
 def _update(task, service_name, mode, _need_confirmation=False):
     def result(state):
         version = state["services"][service_name]["active_versions"][0] + 1
         state["services"][service_name] = _record(service_name, version)
-    return _request("serve.update", result, service_name=service_name, mode=str(getattr(mode, "value", mode)),
-                    spec=_spec(task))
+    return _request("serve.update", result, task=task, task_name=service_name, service_name=service_name,
+                    mode=str(getattr(mode, "value", mode)), spec=_spec(task))
 
 
 def _down(service_names, all=False, purge=False):  # noqa: A002 (SkyPilot's name)

@@ -9,6 +9,7 @@ import copy
 import inspect
 import itertools
 import json
+import sys
 
 import pytest
 import sky
@@ -16,6 +17,9 @@ import yaml
 
 import fake_sky
 from helpers import ROOT, adhoc, env, output, playbook, run
+
+sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
+from sky_sdk import server_checks  # noqa: E402
 
 CONTROLLER = ROOT / "inventories" / "controller"
 TRAIN_CASES = [{"train_stage": stage, "train_scale": scale, "train_accelerator": accel, "train_max_restarts": restarts,
@@ -26,10 +30,13 @@ TRAIN_CASES = [{"train_stage": stage, "train_scale": scale, "train_accelerator":
                    itertools.cycle([("1bitLLM/bitnet_b1_58-large", "s3://ckpt"),
                                     ("microsoft/bitnet-b1.58-2B-4T", "gs://wf-ckpt/runs")]))]
 SERVE_CASES = [{"serve_min_replicas": lo, "serve_max_replicas": hi, "serve_cloud_infra": infra, "serve_port": port,
-                "serve_target_qps_per_replica": qps, "serve_cloud_cpus": cpus}
-               for (lo, hi), infra, port, qps, cpus in zip(
-                   [(1, 1), (2, 6), (3, 12), (20, 60)], [[], ["aws"], ["aws", "gcp"], ["gcp", "azure", "lambda"]],
-                   [8080, 80, 9000, 30001], [1, 2.5, 4, 10], ["4+", "8", "16+", "32+"])]
+                "serve_target_qps_per_replica": qps, "serve_cloud_cpus": cpus, "serve_ondemand_fallback": dynamic,
+                "serve_base_ondemand_replicas": base, "serve_load_balancing_policy": policy}
+               for (lo, hi), infra, port, qps, cpus, (dynamic, base), policy in zip(
+                   [(0, 1), (0, 6), (3, 12), (20, 60)], [["aws"], ["aws", "gcp"], ["gcp", "azure", "lambda"], ["runpod"]],
+                   [8080, 80, 9000, 30001], [1, 2.5, 4, 10], ["4+", "8", "16+", "32+"],
+                   [(True, 0), (False, 0), (True, 2), (False, 1)],
+                   ["least_load", "round_robin", "least_load", "round_robin"])]
 
 
 def render(tmp_path, template: str, cases: list[dict]) -> list[dict]:
@@ -43,6 +50,7 @@ def render(tmp_path, template: str, cases: list[dict]) -> list[dict]:
 def test_every_training_render_is_a_valid_skypilot_task(tmp_path):
     for case, spec in zip(TRAIN_CASES, render(tmp_path, "train.yaml.j2", TRAIN_CASES)):
         task = sky.Task.from_yaml_config(copy.deepcopy(spec), secrets_overrides=[("WANDB_API_KEY", "k")])
+        server_checks(task, "jobs launch", "train")
         gpus = {"xs": 1, "s": 2, "m": 4, "l": 8}[case["train_scale"]]
         resources = next(iter(task.resources))
         assert resources.accelerators == {case["train_accelerator"]: gpus}, case
@@ -51,18 +59,36 @@ def test_every_training_render_is_a_valid_skypilot_task(tmp_path):
         assert spec["secrets"] == {"WANDB_API_KEY": None}  # the key itself never enters the spec
 
 
-def test_every_service_render_is_a_valid_skypilot_service(tmp_path):
+def test_every_service_render_passes_skypilots_server_checks(tmp_path):
     for case, spec in zip(SERVE_CASES, render(tmp_path, "serve.yaml.j2", SERVE_CASES)):
         task = sky.Task.from_yaml_config(copy.deepcopy(spec))
+        server_checks(task, "serve up", "bitnet")
         assert task.service.min_replicas == case["serve_min_replicas"]
         assert task.service.max_replicas == case["serve_max_replicas"]
         assert task.service.readiness_path == "/health"
-        order = [(str(r.infra.cloud or "") + "/" + str(r.infra.region or ""), r.use_spot) for r in task.resources]
-        assert len(order) == 1 + 2 * len(case["serve_cloud_infra"]), case
-        # The SSH node pool first, then every cloud on spot, then every cloud on demand.
-        assert spec["resources"]["ordered"][0] == {"infra": "ssh/hetzner-base"}
-        spots = [r.get("use_spot") for r in spec["resources"]["ordered"][1:]]
-        assert spots == [True] * len(case["serve_cloud_infra"]) + [False] * len(case["serve_cloud_infra"])
+        assert task.service.dynamic_ondemand_fallback is case["serve_ondemand_fallback"]
+        assert task.service.base_ondemand_fallback_replicas == case["serve_base_ondemand_replicas"]
+        assert task.service.load_balancing_policy == case["serve_load_balancing_policy"]
+        # Public clouds only, every one of them spot: no replica on the base layer's node pool.
+        assert sorted(str(r.cloud).lower() for r in task.resources) == sorted(case["serve_cloud_infra"]), case
+        assert all(r.use_spot for r in task.resources) and not any("ssh" in str(r.infra) for r in task.resources)
+
+
+def test_server_checks_refuse_what_the_loader_accepts():
+    """A spot/on-demand mix and a bad service name load offline, and the server refuses them."""
+    mixed = {"service": {"readiness_probe": "/health", "replica_policy": {"min_replicas": 1}},
+             "resources": {"ports": 8080, "ordered": [{"infra": "aws", "use_spot": True}, {"infra": "aws"}]},
+             "run": "true"}
+    task = sky.Task.from_yaml_config(copy.deepcopy(mixed))
+    with pytest.raises(ValueError, match="must either all use spot or none use spot"):
+        server_checks(task, "serve up", "bitnet")
+    mixed["resources"] = {"ports": 8080, "use_spot": True}
+    with pytest.raises(ValueError, match="Service name 'Bad name!' is invalid"):
+        server_checks(sky.Task.from_yaml_config(mixed), "serve up", "Bad name!")
+    job = {"run": "true", "resources": {"any_of": [{"infra": "aws", "job_recovery": "EAGER_NEXT_REGION"},
+                                                   {"infra": "gcp", "job_recovery": "FAILOVER"}]}}
+    with pytest.raises(ValueError, match="same job recovery strategy"):
+        server_checks(sky.Task.from_yaml_config(job), "jobs launch", "train")
 
 
 # -- the modules, against the recording fake ------------------------------------------------------
@@ -126,6 +152,31 @@ def test_service_up_update_and_down(sdk):
     assert calls(sdk()) == ["serve.up", "serve.update", "serve.down"]
 
 
+MIXED_SERVICE = {"service": {"readiness_probe": "/health", "replica_policy": {"min_replicas": 0, "max_replicas": 2,
+                                                                            "target_qps_per_replica": 1}},
+                 "resources": {"ports": 8080, "ordered": [{"infra": "aws", "use_spot": True}, {"infra": "gcp"}]},
+                 "run": "true"}
+
+
+@pytest.mark.parametrize("cmdline", ["", "--check"])
+def test_spec_the_server_would_refuse_fails_before_any_request(sdk, cmdline):
+    args = json.dumps({"name": "burst", "task": MIXED_SERVICE})
+    runner = adhoc("sky_service", args, CONTROLLER, pattern="localhost", cmdline=cmdline)
+    assert runner.rc != 0
+    assert ("SkyPilot's API server would refuse this serve up: Resources must either all use spot or none use spot"
+            in " ".join(output(runner).split()))
+    assert sdk()["calls"] == []
+
+
+def test_fake_server_refuses_as_skypilots_does(tmp_path, monkeypatch):
+    """The fake is as strict as the server: a spec the modules' checks were skipped for is refused."""
+    monkeypatch.setenv("FAKE_SKY_STATE", str(tmp_path / "fake-sky.json"))
+    task = sky.Task.from_yaml_config(copy.deepcopy(MIXED_SERVICE))
+    with pytest.raises(sky.exceptions.ClientError, match="server refused serve.up: Resources must either all use spot"):
+        fake_sky.serve.up(task, "burst")
+    assert not fake_sky._load()["services"]
+
+
 def test_sdk_error_fails_with_skypilots_message(sdk):
     sdk(fail={"jobs.launch": "No launchable resource: quota exceeded in every region"})
     runner = sky_play("playbooks/train.yml")
@@ -151,8 +202,14 @@ def test_bad_training_input_fails_before_any_sdk_call(sdk, extravars, message):
 
 
 @pytest.mark.parametrize("extravars,message", [
-    ({"serve_min_replicas": 5, "serve_max_replicas": 2}, "serve_min_replicas (5) must be at least 1 and at most serve_max_replicas (2)"),
-    ({"serve_cloud_infra": ["aws", "nosuchcloud"]}, "serve_cloud_infra has unknown infra ['nosuchcloud']"),
+    ({"serve_min_replicas": 5, "serve_max_replicas": 2}, "serve_min_replicas (5) must be a whole number from 0 to serve_max_replicas (2)"),
+    ({"serve_min_replicas": -1}, "serve_min_replicas (-1) must be a whole number from 0"),
+    ({"serve_max_replicas": 0}, "serve_max_replicas (0), which must be at least 1"),
+    ({"serve_base_ondemand_replicas": 9}, "serve_base_ondemand_replicas (9) from 0 to serve_max_replicas"),
+    ({"serve_cloud_infra": ["aws", "nosuchcloud"]}, "unknown: ['nosuchcloud']"),
+    ({"serve_cloud_infra": []}, "serve_cloud_infra must name at least one public cloud"),
+    ({"serve_cloud_infra": ["ssh/hetzner-base"]}, "unknown: ['ssh/hetzner-base']"),
+    ({"serve_load_balancing_policy": "random"}, "serve_load_balancing_policy must be least_load or round_robin"),
     ({"serve_port": 0}, "serve_port must be 1-65535, got 0"),
     ({"serve_cloud_cpus": "lots"}, "SkyPilot rejected the task"),
 ])

@@ -1,11 +1,13 @@
 """What sky_job and sky_service share: the lazily imported SkyPilot SDK, task validation with
-SkyPilot's own loader, and SDK calls whose errors become module failures."""
+SkyPilot's own loader and with the checks its API server runs, and SDK calls whose errors become
+module failures."""
 
 from __future__ import annotations
 
 import copy
 import importlib
 import os
+import re
 import sys
 
 # The SDK module to import. Tests point it at their recording fake of the SDK boundary.
@@ -44,6 +46,39 @@ def load_task(module, sky, spec, secrets):
         return sky.Task.from_yaml_config(copy.deepcopy(spec), secrets_overrides=sorted(secrets.items()) or None)
     except Exception as exc:  # SkyPilot raises ValueError, jsonschema and its own errors alike
         module.fail_json(msg=f"SkyPilot rejected the task: {exc}")
+
+
+def server_checks(task, request, name):
+    """Run the checks SkyPilot's API server makes before it acts on `request` ('serve up',
+    'serve update' or 'jobs launch'; sky/serve/server/impl.py and sky/jobs/server/core.py in
+    0.14): the client-side loader accepts specs that these refuse (a spot/on-demand mix, a bad
+    service name, resources with different recovery strategies). Raises what SkyPilot raises.
+    SkyPilot's own code, imported from the installed package even when the SDK is a test's fake."""
+    serve_utils = importlib.import_module("sky.serve.serve_utils")
+    dag_utils = importlib.import_module("sky.utils.dag_utils")
+    constants = importlib.import_module("sky.skylet.constants")
+    # Task.validate() without Resources.validate(), which looks accelerators and regions up in
+    # the clouds' catalogs that SkyPilot downloads: that one stays with the server.
+    task.validate_name()
+    task.validate_run()
+    task.expand_and_validate_workdir()
+    task.expand_and_validate_file_mounts()
+    if request in ("serve up", "serve update"):
+        serve_utils.validate_service_task(task, pool=False)
+        if re.fullmatch(constants.CLUSTER_NAME_VALID_REGEX, name) is None:
+            raise ValueError(f"Service name {name!r} is invalid: it must match {constants.CLUSTER_NAME_VALID_REGEX}")
+    elif request == "jobs launch":
+        dag_utils.fill_default_config_in_dag_for_job_launch(dag_utils.convert_entrypoint_to_dag(task))
+    else:
+        raise ValueError(f"no server checks known for {request!r}")
+
+
+def check_request(module, task, request, name):
+    """server_checks() as a module failure, before any request and in check mode too."""
+    try:
+        server_checks(copy.deepcopy(task), request, name)
+    except Exception as exc:  # SkyPilot raises ValueError, RuntimeError and its own errors alike
+        module.fail_json(msg=f"SkyPilot's API server would refuse this {request}: {exc}")
 
 
 def call(module, sky, what, function, *args, **kwargs):

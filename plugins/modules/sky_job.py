@@ -10,8 +10,10 @@ description:
   - C(state=present) launches a managed job from a task spec unless a job of that name is already
     pending or running, so a re-run never launches a duplicate. C(state=absent) cancels the
     active jobs of that name.
-  - The spec is validated with SkyPilot's own loader (C(sky.Task.from_yaml_config)) before any
-    request, in check mode too; a declared secret without a value fails first.
+  - The spec is validated with SkyPilot's own loader (C(sky.Task.from_yaml_config)), then with the
+    checks SkyPilot's API server runs on C(jobs launch) (the DAG's validation, one recovery
+    strategy for all resources), before any request and in check mode too; a declared secret
+    without a value fails first.
   - Talks to SkyPilot only through its Python SDK (C(sky.jobs.launch), C(sky.jobs.queue),
     C(sky.jobs.cancel), C(sky.get)), imported when the module runs.
 version_added: "0.1.0"
@@ -93,7 +95,7 @@ import time
 
 import yaml
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.sky_sdk import TERMINAL_JOB_STATUSES, call, field, import_sky, load_task
+from ansible.module_utils.sky_sdk import TERMINAL_JOB_STATUSES, call, check_request, field, import_sky, load_task
 
 
 def active_jobs(module, sky, name):
@@ -139,6 +141,7 @@ def main():
     name = module.params["name"]
     if module.params["state"] == "present":
         task = load_task(module, sky, module.params["task"], module.params["secrets"])
+        check_request(module, task, "jobs launch", name)
         active = active_jobs(module, sky, name)
         if active:
             job_ids = [field(r, "job_id") for r in active]

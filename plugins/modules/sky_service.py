@@ -13,7 +13,10 @@ description:
   - SkyServe does not return a service's spec, so the module keeps the spec it applied (and a
     hash of the secret values, never the values) in O(state_dir) on the host that runs it. A
     service changed by other means is not noticed until its spec here changes.
-  - The spec is validated with SkyPilot's own loader before any request, in check mode too.
+  - The spec is validated with SkyPilot's own loader, then with the checks SkyPilot's API server
+    runs on C(serve up) and C(serve update) (C(validate_service_task): spot and on-demand are
+    not mixed except through C(dynamic_ondemand_fallback) or C(base_ondemand_fallback_replicas),
+    the service name's pattern, ...), before any request and in check mode too.
   - Talks to SkyPilot only through its Python SDK (C(sky.serve.up), C(update), C(down),
     C(status), C(sky.get)), imported when the module runs.
 version_added: "0.1.0"
@@ -97,7 +100,7 @@ import os
 
 import yaml
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.sky_sdk import call, field, import_sky, load_task
+from ansible.module_utils.sky_sdk import call, check_request, field, import_sky, load_task
 
 
 def fingerprint(spec, secrets):
@@ -150,6 +153,8 @@ def main():
                          **report(None))
 
     task = load_task(module, sky, spec, secrets)
+    # serve up and serve update run the same checks on the server.
+    check_request(module, task, "serve up", name)
     current = service(module, sky, name)
     wanted = fingerprint(spec, secrets)
     if current is not None and applied.get("fingerprint") == wanted:
