@@ -141,7 +141,7 @@ def test_service_up_update_and_down(sdk):
     assert sky_play("playbooks/serve.yml").stats["changed"] == {}
     check = sky_play("playbooks/serve.yml", "--check --diff", serve_max_replicas=9)
     assert check.rc == 0 and check.stats["changed"] == {"localhost": 1}
-    assert "-    max_replicas: 3" in output(check) and "+    max_replicas: 9" in output(check)
+    assert "-    max_replicas: 4" in output(check) and "+    max_replicas: 9" in output(check)
     assert calls(sdk()) == ["serve.up"]
     assert sky_play("playbooks/serve.yml", serve_max_replicas=9, serve_mode="blue_green").rc == 0
     update = sdk()["calls"][-2]

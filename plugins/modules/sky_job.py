@@ -11,9 +11,9 @@ description:
     pending or running, so a re-run never launches a duplicate. C(state=absent) cancels the
     active jobs of that name.
   - The spec is validated with SkyPilot's own loader (C(sky.Task.from_yaml_config)), then with the
-    checks SkyPilot's API server runs on C(jobs launch) (the DAG's validation, one recovery
-    strategy for all resources), before any request and in check mode too; a declared secret
-    without a value fails first.
+    checks SkyPilot's API server runs on C(jobs launch) (the task's name, run command and mounts;
+    one recovery strategy for all resources), before any request and in check mode too; a
+    declared secret without a value fails first.
   - Talks to SkyPilot only through its Python SDK (C(sky.jobs.launch), C(sky.jobs.queue),
     C(sky.jobs.cancel), C(sky.get)), imported when the module runs.
 version_added: "0.1.0"

@@ -14,9 +14,10 @@ description:
     hash of the secret values, never the values) in O(state_dir) on the host that runs it. A
     service changed by other means is not noticed until its spec here changes.
   - The spec is validated with SkyPilot's own loader, then with the checks SkyPilot's API server
-    runs on C(serve up) and C(serve update) (C(validate_service_task): spot and on-demand are
-    not mixed except through C(dynamic_ondemand_fallback) or C(base_ondemand_fallback_replicas),
-    the service name's pattern, ...), before any request and in check mode too.
+    runs on C(serve up) and C(serve update) (its C(validate_service_task), which refuses spot and
+    on-demand resources mixed other than through C(dynamic_ondemand_fallback) or
+    C(base_ondemand_fallback_replicas), and the service name's pattern), before any request and in
+    check mode too.
   - Talks to SkyPilot only through its Python SDK (C(sky.serve.up), C(update), C(down),
     C(status), C(sky.get)), imported when the module runs.
 version_added: "0.1.0"
