@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import pytest
 
@@ -134,18 +133,17 @@ def test_ssh_dropped_during_the_build_leaves_the_old_release_serving(fault_lab):
     before = {host: sh(host, "readlink /opt/bitnet/current").stdout.strip() for host in HOSTS}
 
     def drop(host: str) -> None:
-        def cut() -> None:
-            # Once the compiler runs, end the host's SSH sessions and their processes (a hang-up).
-            # The brackets keep the patterns from matching the shell that runs them.
-            for _ in range(600):
-                if sh(host, "pgrep -f '[c]make --build'", check=False).returncode == 0:
-                    sh(host, "pkill -KILL -f '[s]shd: [^ ]+@'; pkill -KILL -f '[c]make --build|[n]inja|[c]lang'",
-                       check=False)
-                    return
-                time.sleep(0.1)
-        threading.Thread(target=cut, daemon=True).start()
+        # Once the compiler runs, end the host's SSH sessions and their processes (a hang-up).
+        # The host watches for it itself, from the configure step on, every 20 ms for up to 2
+        # minutes: a watcher on this side (a `podman exec` per look) can miss a compile that a
+        # fast or a busy machine ends first. The brackets keep the patterns from matching the
+        # shell that runs them.
+        watch = ("for i in $(seq 6000); do if pgrep -f '[c]make --build' >/dev/null; then "
+                 "pkill -KILL -f '[s]shd: [^ ]+@'; pkill -KILL -f '[c]make --build|[n]inja|[c]lang'; exit 0; fi; "
+                 "sleep 0.02; done; exit 1")
+        threading.Thread(target=sh, args=(host, watch), kwargs={"check": False}, daemon=True).start()
 
-    handler = at_task_start("BitNet | compile", drop)
+    handler = at_task_start("BitNet | configure", drop)
     runner = playbook("playbooks/site.yml", fault_lab, extravars=extravars, event_handler=handler)
     assert handler.fired.is_set()
     assert runner.rc != 0
