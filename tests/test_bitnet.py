@@ -77,10 +77,14 @@ def another_build(facts: dict[str, dict]) -> tuple[dict, dict, list[str]]:
         cmake = PROFILES[name]["cmake"]
         info = [f"AVX512 = {int(cmake.get('GGML_AVX512', False))}", f"AVX512_VNNI = {int(cmake.get('GGML_AVX512_VNNI', False))}"]
         return {"bitnet_profile": name}, {"profile": name}, info
+    # The other kernel: i2_s and the architecture's lookup-table kernel (tl2 x86, tl1 ARM).
     kernels = {f["kernel"] for f in facts.values()}
-    assert kernels == {"i2_s"}, f"no second profile, and the kernels are already {kernels}"
-    kernel = "tl1" if arch == {"aarch64"} else "tl2"
-    return {"bitnet_kernel": kernel}, {"kernel": kernel}, [f"BITNET_{'ARM_TL1' if kernel == 'tl1' else 'X86_TL2'} = 1"]
+    lut = "tl1" if arch == {"aarch64"} else "tl2"
+    assert len(kernels) == 1 and kernels <= {"i2_s", lut}, f"hosts of one architecture on kernels {kernels}"
+    kernel = lut if kernels == {"i2_s"} else "i2_s"
+    info = {"tl2": ["BITNET_X86_TL2 = 1"], "tl1": ["BITNET_ARM_TL1 = 1"],
+            "i2_s": ["BITNET_X86_TL2 = 0", "BITNET_ARM_TL1 = 0"]}[kernel]
+    return {"bitnet_kernel": kernel}, {"kernel": kernel}, info
 
 
 def converge(lab, path="playbooks/site.yml", **kwargs):
