@@ -87,9 +87,17 @@ def bitnet_model_rates(models, bench_results, previous):
     return result
 
 
+def bitnet_server_args(model, ctx_size, parallel, mlock, extra_args):
+    """A model's llama-server flags beyond model path, address, port and threads: the ones the
+    base layer's units and the burst layer's replicas share (a model's own ``ctx_size``,
+    ``parallel`` and ``extra_args`` before the role's defaults)."""
+    args = ["-c", str(model.get("ctx_size", ctx_size)), "-np", str(model.get("parallel", parallel))]
+    return args + (["--mlock"] if mlock else []) + [str(a) for a in list(extra_args) + list(model.get("extra_args", []))]
+
+
 class FilterModule:
     """BitNet build helpers."""
 
     def filters(self):
         return {"bitnet_cpu_profile": bitnet_cpu_profile, "bitnet_cmake_args": bitnet_cmake_args,
-                "bitnet_model_rates": bitnet_model_rates}
+                "bitnet_model_rates": bitnet_model_rates, "bitnet_server_args": bitnet_server_args}
