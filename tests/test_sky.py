@@ -6,6 +6,7 @@ against the real SDK; bad input to train.yml/serve.yml fails before any SDK call
 from __future__ import annotations
 
 import copy
+import hashlib
 import inspect
 import itertools
 import json
@@ -39,6 +40,28 @@ SERVE_CASES = [{"serve_min_replicas": lo, "serve_max_replicas": hi, "serve_cloud
                    ["least_load", "round_robin", "least_load", "round_robin"])]
 
 
+RELEASES = [{"release": "x86_avx512-i2_s-0123456789ab", "profile": "x86_avx512", "os": "debian:12", "arch": "x86_64",
+             "cpu_flags": ["avx", "avx2", "avx512bw", "avx512dq", "avx512f", "f16c", "fma"]},
+            {"release": "x86_avx2-i2_s-ba9876543210", "profile": "x86_avx2", "os": "debian:12", "arch": "x86_64",
+             "cpu_flags": ["avx", "avx2", "f16c", "fma"]}]
+MODEL = {"name": "tiny", "port": 8080, "url": "https://models.example/tiny.gguf", "sha256": "ab" * 32,
+         "args": ["-c", "4096", "-np", "4", "--mlock"], "parallel": 4}
+
+
+def burst_inputs(tmp_path) -> dict:
+    """What serve.yml reads besides its own defaults: the base hosts' bitnet facts (two releases,
+    best last), their tarballs in the controller's artifact cache, TLS files on the client."""
+    cache = tmp_path / "artifacts"
+    cache.mkdir(exist_ok=True)
+    for release in RELEASES:
+        (cache / f"{release['release']}.tar.gz").write_bytes(release["release"].encode())
+    for name in ("cert.pem", "key.pem"):
+        (tmp_path / name).write_text(f"not a real {name}\n")
+    facts = [{**release, "models": [{**MODEL, "release": release["release"]}]} for release in reversed(RELEASES)]
+    return {"serve_base_facts": facts, "bitnet_artifact_cache": str(cache), "serve_release_dir": str(tmp_path / "client"),
+            "serve_tls_certfile": str(tmp_path / "cert.pem"), "serve_tls_keyfile": str(tmp_path / "key.pem")}
+
+
 def render(tmp_path, template: str, cases: list[dict]) -> list[dict]:
     cases_file = tmp_path / "cases.json"
     cases_file.write_text(json.dumps({"render_cases": [{"template": template, "vars": c} for c in cases],
@@ -60,12 +83,26 @@ def test_every_training_render_is_a_valid_skypilot_task(tmp_path):
 
 
 def test_every_service_render_passes_skypilots_server_checks(tmp_path):
-    for case, spec in zip(SERVE_CASES, render(tmp_path, "serve.yaml.j2", SERVE_CASES)):
-        task = sky.Task.from_yaml_config(copy.deepcopy(spec))
+    inputs = burst_inputs(tmp_path)
+    (tmp_path / "client").mkdir()
+    releases = []
+    for release in RELEASES:
+        (tmp_path / "client" / f"{release['release']}.tar.gz").write_text("release")
+        releases.append({"key": release["release"], "sha256": "cd" * 32, "arch": release["arch"], "cpu_flags": release["cpu_flags"]})
+    common = {**inputs, "serve__releases": releases, "serve__model": MODEL, "serve__image": "docker:debian:12"}
+    for case, spec in zip(SERVE_CASES, render(tmp_path, "serve.yaml.j2", [{**common, **c} for c in SERVE_CASES])):
+        task = sky.Task.from_yaml_config(copy.deepcopy(spec), secrets_overrides=[("BITNET_API_KEY", "key-" * 5)])
         server_checks(task, "serve up", "bitnet")
         assert task.service.min_replicas == case["serve_min_replicas"]
         assert task.service.max_replicas == case["serve_max_replicas"]
-        assert task.service.readiness_path == "/health"
+        # The probe asks for a completion with the key, which only the loaded task holds.
+        assert task.service.readiness_path == "/completion"
+        assert task.service.readiness_headers == {"Authorization": "Bearer " + "key-" * 5}
+        assert spec["secrets"] == {"BITNET_API_KEY": None} and "key-key" not in json.dumps(spec)
+        assert task.service.tls_credential.certfile == inputs["serve_tls_certfile"]
+        assert spec["envs"]["BITNET_RELEASES"].splitlines()[0].startswith("x86_avx512-i2_s-0123456789ab " + "cd" * 32)
+        assert spec["envs"]["SERVER_ARGS"] == "-c 4096 -np 4 --mlock"
+        assert all(str(r.image_id) and "docker:debian:12" in str(r.image_id) for r in task.resources)
         assert task.service.dynamic_ondemand_fallback is case["serve_ondemand_fallback"]
         assert task.service.base_ondemand_fallback_replicas == case["serve_base_ondemand_replicas"]
         assert task.service.load_balancing_policy == case["serve_load_balancing_policy"]
@@ -97,7 +134,8 @@ def sdk(tmp_path, monkeypatch):
     """Run playbooks with the fake SDK; returns a reader of what the fake recorded."""
     state = tmp_path / "fake-sky.json"
     extra = {"WF_SKY_SDK": "fake_sky", "PYTHONPATH": str(ROOT / "tests"), "FAKE_SKY_STATE": str(state),
-             "WANDB_API_KEY": "wandb-secret-value", "HOME": str(tmp_path)}
+             "WANDB_API_KEY": "wandb-secret-value", "BITNET_API_KEY": "burst-secret-value-0123", "HOME": str(tmp_path)}
+    monkeypatch.setattr(sys.modules[__name__], "BURST", burst_inputs(tmp_path))
     monkeypatch.setattr("helpers.env", lambda **more: env(**{**extra, **more}))
 
     def recorded(fail: dict | None = None) -> dict:
@@ -114,8 +152,11 @@ def calls(recorded: dict, prefix: str = "") -> list[str]:
     return [c["call"] for c in recorded["calls"] if c["call"].startswith(prefix) and not c["call"].endswith(("queue", "status"))]
 
 
+BURST: dict = {}
+
+
 def sky_play(path: str, cmdline: str = "", **extravars):
-    return playbook(path, CONTROLLER, extravars={"sky_client": "localhost", **extravars}, cmdline=cmdline)
+    return playbook(path, CONTROLLER, extravars={"sky_client": "localhost", **BURST, **extravars}, cmdline=cmdline)
 
 
 def test_job_is_launched_once_and_cancelled(sdk):
@@ -188,6 +229,26 @@ def test_sdk_error_fails_with_skypilots_message(sdk):
 def test_secrets_never_appear_in_output(sdk):
     runner = sky_play("playbooks/train.yml", "-vvv")
     assert runner.rc == 0 and "wandb-secret-value" not in output(runner)
+    runner = sky_play("playbooks/serve.yml", "-vvv --diff")
+    assert runner.rc == 0 and "burst-secret-value-0123" not in output(runner)
+
+
+def test_service_ships_the_base_layers_releases_and_model(sdk, tmp_path):
+    assert sky_play("playbooks/serve.yml").rc == 0
+    spec = next(c for c in sdk()["calls"] if c["call"] == "serve.up")["spec"]
+    # Best first (the release that needs more flags), each copied to the client, with its sha256.
+    lines = [line.split() for line in spec["envs"]["BITNET_RELEASES"].splitlines()]
+    assert [line[0] for line in lines] == [r["release"] for r in RELEASES]
+    for key, digest, arch, flags in lines:
+        shipped = tmp_path / "client" / f"{key}.tar.gz"
+        assert spec["file_mounts"][f"~/wrinklefree/releases/{key}.tar.gz"] == str(shipped)
+        assert hashlib.sha256(shipped.read_bytes()).hexdigest() == digest and arch == "x86_64"
+    assert flags.split(",") == RELEASES[1]["cpu_flags"]
+    assert spec["envs"]["MODEL_URL"] == MODEL["url"] and spec["envs"]["MODEL_SHA256"] == MODEL["sha256"]
+    assert spec["envs"]["SERVER_ARGS"] == "-c 4096 -np 4 --mlock"
+    assert '"image_id": "docker:debian:12"' in json.dumps(spec["resources"])
+    # The probe sends the key: SkyPilot puts the secret's value into the loaded task, never our spec.
+    assert spec["service"]["readiness_probe"]["headers"] == {"Authorization": "Bearer burst-secret-value-0123"}
 
 
 @pytest.mark.parametrize("extravars,message", [
@@ -212,6 +273,13 @@ def test_bad_training_input_fails_before_any_sdk_call(sdk, extravars, message):
     ({"serve_load_balancing_policy": "random"}, "serve_load_balancing_policy must be least_load or round_robin"),
     ({"serve_port": 0}, "serve_port must be 1-65535, got 0"),
     ({"serve_cloud_cpus": "lots"}, "SkyPilot rejected the task"),
+    ({"serve_api_key": ""}, "serve_api_key is missing or shorter than 16 characters"),
+    ({"serve_tls_certfile": ""}, "serve_tls_certfile and serve_tls_keyfile are required: the burst endpoint is public"),
+    ({"serve_tls_keyfile": "/nonexistent/key.pem"}, "serve_tls_certfile/serve_tls_keyfile: /nonexistent/key.pem does not exist"),
+    ({"serve_base_facts": []}, "no base host records a BitNet release: run playbooks/bitnet.yml"),
+    ({"serve_model": "huge"}, 'serve_model "huge" is not served by the base layer (it serves: tiny)'),
+    ({"serve_base_facts": [{**RELEASES[0], "models": [{"name": "tiny", "port": 8080, "args": []}]}]},
+     "model tiny needs a url and a sha256 in bitnet_models"),
 ])
 def test_bad_serving_input_fails_before_any_sdk_call(sdk, extravars, message):
     runner = sky_play("playbooks/serve.yml", **extravars)
