@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import json
 import os
 import re
@@ -23,11 +24,15 @@ class Lab:
     an inventory directory of its own (the lab's group_vars linked in), discovered through its
     own fake Hetzner APIs."""
 
-    def __init__(self, inventory, prefix: str, network: str, subnet: str):
+    def __init__(self, inventory, prefix: str, network: str, subnet: str, edge: int = 0, vms: int = 0):
+        """`edge`: how many of the first hosts run the front door; `vms`: hosts that play cloud VMs
+        (no play touches them; see playbooks/lab/vars.yml)."""
         self.inventory = inventory
         os.symlink(ROOT / "inventories" / "lab" / "group_vars", inventory / "group_vars")
         self._extra = [f"-elab_prefix={prefix}", f"-elab_network={network}", f"-elab_subnet={subnet}",
-                       f"-elab_inventory_dir={inventory}"]
+                       f"-elab_inventory_dir={inventory}", f"-elab_edge_count={edge}", f"-elab_vm_count={vms}"]
+        self._subnet = ipaddress.ip_network(subnet)
+        self.count = 3
         # WF_LAB_CPUINFO: every host shows that recorded /proc/cpuinfo (tests/lab/cpuinfo/), so
         # the suite runs as it would on a machine with fewer instruction sets than this one.
         if os.environ.get("WF_LAB_CPUINFO"):
@@ -36,6 +41,7 @@ class Lab:
 
     def up(self, count: int = 3) -> None:
         """Create hosts 1..count (more hosts join; fewer only leave the fake API's list)."""
+        self.count = count
         run("ansible-playbook", "-i", CONTROLLER, "playbooks/lab/up.yml", *self._extra, f"-elab_host_count={count}")
 
     def down(self) -> None:
@@ -43,6 +49,15 @@ class Lab:
 
     def host(self, index: int) -> str:
         return f"{self.prefix}{index}"
+
+    def hosts(self) -> list[str]:
+        return [self.host(index) for index in range(1, self.count + 1)]
+
+    def address(self, index: int) -> str:
+        return str(self._subnet[10 + index])
+
+    def vm_address(self, index: int) -> str:
+        return str(self._subnet[100 + index])
 
     def __fspath__(self) -> str:
         return str(self.inventory)
@@ -139,9 +154,9 @@ def lab_image() -> None:
 def fleet(lab_image, tmp_path_factory):
     """The suite's shared 3-host lab, converged from bare hosts once (fleet_first_run) and then
     used by every module that reads it or changes it and puts it back: test_bitnet, test_lab,
-    test_runbooks, test_secrets, test_wireguard (which runs last, as it adds and removes a host
+    test_runbooks, test_secrets, test_spillover (on its VM host and edge host), test_wireguard (which runs last, as it adds and removes a host
     and rotates keys). Each leaves it converged."""
-    lab = Lab(tmp_path_factory.mktemp("fleet-inventory"), "wf-fleet-", "wrinklefree-fleet", "10.213.1.0/24")
+    lab = Lab(tmp_path_factory.mktemp("fleet-inventory"), "wf-fleet-", "wrinklefree-fleet", "10.213.1.0/24", edge=1, vms=1)
     yield from running(lab)
 
 

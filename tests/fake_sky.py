@@ -106,7 +106,7 @@ jobs = types.SimpleNamespace(launch=_launch, queue=_queue, cancel=_cancel)
 def _record(name: str, version: int) -> dict:
     return {"name": name, "status": "READY", "endpoint": f"198.51.100.7:{30000 + version}", "active_versions": [version],
             "replica_info": [{"replica_id": 1, "name": f"{name}-1", "status": "READY", "version": version,
-                              "endpoint": "10.100.0.1:8080"}]}
+                              "endpoint": "203.0.113.21:8080", "infra": "AWS (us-east-1)", "is_spot": True}]}
 
 
 def _up(task, service_name, _need_confirmation=False):

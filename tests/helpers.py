@@ -50,7 +50,7 @@ def _runner(inventory: str | os.PathLike, cmdline: str, **kwargs) -> ansible_run
         project_dir=str(ROOT),
         inventory=os.fspath(inventory),
         cmdline=cmdline or None,
-        envvars=env(),
+        envvars=kwargs.pop("envvars", None) or env(),
         quiet=True,
         rotate_artifacts=1,
         **kwargs,

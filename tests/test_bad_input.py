@@ -66,6 +66,25 @@ CASES = {
     ),
     "bitnet-wildcard": ({"bitnet_server_bind": "0.0.0.0"}, 'a single address, never a wildcard, got "0.0.0.0"'),
     "bitnet-branch": ({"bitnet_version": "main"}, 'bitnet_version must be a commit (7 to 40 lowercase hex digits), got "main"'),
+    "frontdoor-typo": ({"frontdoor_treshold": 4}, "unknown variable frontdoor_treshold (did you mean frontdoor_threshold?)"),
+    "frontdoor-slots": ({"frontdoor_slots": 0}, "frontdoor_slots must be unset or at least 1, got 0"),
+    "frontdoor-threshold": ({"frontdoor_threshold": 0}, "frontdoor_threshold unset or at least 1, got 0"),
+    "frontdoor-public-bind": (
+        {"frontdoor_bind": "203.0.113.7"},
+        "frontdoor_bind 203.0.113.7 is a public address: set frontdoor_tls_certificate (a PEM file) and frontdoor_api_keys",
+    ),
+    "frontdoor-burst-without-tls": (
+        {"frontdoor_burst": True, "frontdoor_burst_endpoint": "http://198.51.100.9:30001", "frontdoor_burst_api_key": "k" * 20},
+        'got "http://198.51.100.9:30001" (a public endpoint needs TLS)',
+    ),
+    "frontdoor-burst-without-key": (
+        {"frontdoor_burst": True, "frontdoor_burst_endpoint": "https://burst.example:30001"},
+        "frontdoor_burst_api_key is empty: the burst replicas ask every request for their key",
+    ),
+    "frontdoor-burst-without-endpoint": (
+        {"frontdoor_burst": True, "frontdoor_burst_api_key": "k" * 20},
+        'frontdoor_burst_endpoint must be https://HOST:PORT, or http://ADDRESS:PORT on a private address, got ""',
+    ),
 }
 
 CLOSED = ("closed-a", "closed-b")
@@ -79,7 +98,8 @@ def closed_host(tmp_path_factory):
              for name in CLOSED}
     inventory.write_text(yaml.safe_dump({"all": {"children": {"base": {"hosts": hosts},
                                                               "wireguard": {"hosts": dict.fromkeys(CLOSED)},
-                                                              "bitnet": {"hosts": dict.fromkeys(CLOSED)}}}}))
+                                                              "bitnet": {"hosts": dict.fromkeys(CLOSED)},
+                                                              "edge": {"hosts": dict.fromkeys(CLOSED)}}}}))
     return inventory
 
 
@@ -105,6 +125,7 @@ def test_good_values_reach_the_host(closed_host):
     ("playbooks/base.yml", {"base_ssh_port": 70000}, "base_ssh_port must be 1-65535"),
     ("playbooks/wireguard.yml", {"wireguard_port": 0}, "wireguard_port must be 1-65535, got 0"),
     ("playbooks/bitnet.yml", {"bitnet_server_bind": "0.0.0.0"}, "never a wildcard"),
+    ("playbooks/frontdoor.yml", {"frontdoor_threshold": 0}, "frontdoor_threshold unset or at least 1, got 0"),
 ])
 def test_a_layer_played_alone_checks_its_own_input(closed_host, monkeypatch, path, extravars, message):
     """Without site.yml's preflight, the role runs its validate.yml itself, before any change.

@@ -102,6 +102,8 @@ def test_every_service_render_passes_skypilots_server_checks(tmp_path):
         assert task.service.tls_credential.certfile == inputs["serve_tls_certfile"]
         assert spec["envs"]["BITNET_RELEASES"].splitlines()[0].startswith("x86_avx512-i2_s-0123456789ab " + "cd" * 32)
         assert spec["envs"]["SERVER_ARGS"] == "-c 4096 -np 4 --mlock"
+        assert "sha256sum --check" in spec["setup"] and "llama-server" not in spec["setup"].split("\n")[-2]
+        assert spec["run"].rstrip().endswith('--api-key-file "$keyfile"') and "apt-get" not in spec["run"]
         assert all(str(r.image_id) and "docker:debian:12" in str(r.image_id) for r in task.resources)
         assert task.service.dynamic_ondemand_fallback is case["serve_ondemand_fallback"]
         assert task.service.base_ondemand_fallback_replicas == case["serve_base_ondemand_replicas"]

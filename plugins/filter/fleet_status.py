@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import statistics
+
 from ansible.errors import AnsibleFilterError
 
 HOURS_PER_MONTH = 730
@@ -27,7 +31,19 @@ def _per_million(price, tokens_per_second, utilisation):
     return float(f"{price / (tokens_per_second * 3600 * utilisation) * 1e6:.4g}")
 
 
-def fleet_status(hosts, prices, pool=None):
+def _split(frontdoor):
+    """Requests the front doors sent to the base and burst backends (HAProxy's CSV statistics of
+    each edge host: the BACKEND rows' stot), and the burst layer's share."""
+    base = burst = 0
+    for text in (frontdoor or {}).values():
+        for row in csv.DictReader(io.StringIO((text or "").lstrip("# "))):
+            if row.get("svname") == "BACKEND" and row.get("pxname") in ("base", "burst"):
+                count = int(row.get("stot") or 0)
+                base, burst = (base + count, burst) if row["pxname"] == "base" else (base, burst + count)
+    return {"base": base, "burst": burst, "burst_share": round(burst / (base + burst), 4) if base + burst else 0.0}
+
+
+def fleet_status(hosts, prices, pool=None, frontdoor=None, burst=None, burst_price=None):
     """Judge and total the per-host records the status runbook gathered.
 
     ``hosts`` maps host name to ``{reachable, product, mesh_address, bitnet, health, peers}``:
@@ -35,6 +51,11 @@ def fleet_status(hosts, prices, pool=None):
     the HTTP status of each model's /health in the same order, ``peers`` the wireguard_health
     module's peers ``{name, handshake_age, healthy}``; ``prices`` maps product to a price per hour (or ``{hourly}``/``{monthly}``);
     ``pool`` is the list of addresses in the SkyPilot node pool (None: no controller in the run).
+    ``frontdoor`` maps each edge host to HAProxy's CSV statistics; ``burst`` is the burst service
+    as sky_service_info returns it; ``burst_price`` a burst replica's price per hour. A burst
+    replica is taken to decode as fast as the median healthy base host (same release and model,
+    a CPU at least as large), which prices the burst layer's 1M tokens; the cost at the current
+    split weighs base and burst by their share of the front door's requests.
     """
     rows, problems = [], []
     for name in sorted(hosts):
@@ -68,8 +89,20 @@ def fleet_status(hosts, prices, pool=None):
               "unpriced": [r["host"] for r in rows if r["price_per_hour"] is None],
               "decode_tps": tokens, "cost_per_1m": _per_million(price, tokens, 1.0),
               "cost_per_1m_at_50": _per_million(price, tokens, 0.5)}
+    split = _split(frontdoor)
+    rates = [r["decode_tps"] for r in rows if r["healthy"] and r["decode_tps"]]
+    burst_cost = _per_million(burst_price, statistics.median(rates) if rates else None, 1.0)
+    totals["cost_per_1m_base_only"] = totals["cost_per_1m"]
+    totals["cost_per_1m_burst"] = burst_cost
+    totals["cost_per_1m_at_split"] = (
+        totals["cost_per_1m"] if not split["burst_share"] else
+        None if burst_cost is None or totals["cost_per_1m"] is None else
+        float(f"{(1 - split['burst_share']) * totals['cost_per_1m'] + split['burst_share'] * burst_cost:.4g}"))
+    replicas = [{k: r.get(k) for k in ("replica_id", "infra", "is_spot", "status")} for r in (burst or {}).get("replicas") or []]
     return {"hosts": rows, "totals": totals, "healthy": not problems, "problems": problems,
-            "table": _table(rows, totals)}
+            "split": split, "burst": None if burst is None else {"status": burst.get("status"), "endpoint": burst.get("endpoint"),
+                                                                   "replicas": replicas},
+            "table": _table(rows, totals) + _split_table(split, burst, replicas, totals)}
 
 
 def _cell(value, form=None):
@@ -97,6 +130,17 @@ def _table(rows, totals):
                   _cell(totals["cost_per_1m"], ".3g"), _cell(totals["cost_per_1m_at_50"], ".3g"), ""])
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def _split_table(split, burst, replicas, totals):
+    lines = [f"front door: {split['base']} requests to the base layer, {split['burst']} to the burst layer "
+             f"({split['burst_share']:.1%} burst); €/1M base only {_cell(totals['cost_per_1m_base_only'], '.3g')}, "
+             f"burst {_cell(totals['cost_per_1m_burst'], '.3g')}, at this split {_cell(totals['cost_per_1m_at_split'], '.3g')}"]
+    if burst is not None:
+        lines.append(f"burst service: {_cell(burst.get('status'))} at {_cell(burst.get('endpoint'))}, {len(replicas)} replicas"
+                     + "".join(f"\n  replica {r['replica_id']}: {_cell(r['infra'])} {'spot' if r['is_spot'] else 'on-demand'} "
+                               f"{_cell(r['status'])}" for r in replicas))
+    return "\n" + "\n".join(lines)
 
 
 class FilterModule:

@@ -87,3 +87,19 @@ def call(module, sky, what, function, *args, **kwargs):
         return sky.get(function(*args, **kwargs))
     except Exception as exc:
         module.fail_json(msg=f"SkyPilot {what} failed: {type(exc).__name__}: {exc}")
+
+
+def service(module, sky, name):
+    """The SkyServe record of service `name`, or None."""
+    records = call(module, sky, "serve status", sky.serve.status, [name])
+    return next((r for r in records if field(r, "name") == name), None)
+
+
+def report(record):
+    """What sky_service and sky_service_info return of a service: endpoint, status and each
+    replica's id, status, version, endpoint, infra and whether it is spot."""
+    if record is None:
+        return {"endpoint": None, "status": None, "replicas": []}
+    keys = ("replica_id", "name", "status", "version", "endpoint", "infra", "is_spot")
+    return {"endpoint": field(record, "endpoint"), "status": field(record, "status"),
+            "replicas": [{k: field(r, k) for k in keys} for r in field(record, "replica_info") or []]}

@@ -58,7 +58,7 @@ author: WrinkleFree-Deployer
 """
 
 EXAMPLES = r"""
-- name: BitNet service, base layer first, then spot
+- name: The burst layer of BitNet on spot capacity
   sky_service:
     name: bitnet
     task: "{{ lookup('ansible.builtin.template', 'sky_tasks/serve.yaml.j2') | from_yaml }}"
@@ -89,7 +89,7 @@ status:
   returned: success
   type: str
 replicas:
-  description: Replicas as SkyServe reports them (id, name, status, version, endpoint).
+  description: Replicas as SkyServe reports them (id, name, status, version, endpoint, infra, is_spot).
   returned: success
   type: list
   elements: dict
@@ -101,25 +101,12 @@ import os
 
 import yaml
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.sky_sdk import call, check_request, field, import_sky, load_task
+from ansible.module_utils.sky_sdk import call, check_request, import_sky, load_task, report, service
 
 
 def fingerprint(spec, secrets):
     """What decides whether an update is due: the spec and the secret values, hashed."""
     return hashlib.sha256(json.dumps([spec, sorted(secrets.items())], sort_keys=True).encode()).hexdigest()
-
-
-def service(module, sky, name):
-    records = call(module, sky, "serve status", sky.serve.status, [name])
-    return next((r for r in records if field(r, "name") == name), None)
-
-
-def report(record):
-    if record is None:
-        return {"endpoint": None, "status": None, "replicas": []}
-    keys = ("replica_id", "name", "status", "version", "endpoint")
-    return {"endpoint": field(record, "endpoint"), "status": field(record, "status"),
-            "replicas": [{k: field(r, k) for k in keys} for r in field(record, "replica_info") or []]}
 
 
 def main():

@@ -1,0 +1,214 @@
+"""The cloud half on the shared fleet: a burst replica as SkyServe would start it, on a fresh
+host playing a cloud VM, and the front door (HAProxy on the fleet's edge host) spilling to it
+only what the base layer's slots cannot take, with counters from HAProxy and the servers."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from cloud_vm import CloudVM
+from helpers import ROOT, env, output, playbook
+from loadgen import load
+from test_bitnet import sh
+
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
+
+KEY = "burst-key-0123456789abcdef"
+N_PREDICT = 16
+
+
+def self_signed(directory, name: str):
+    """A certificate and key for `name`, as an operator would give serve_tls_certfile/keyfile."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+
+
+@pytest.fixture(scope="module")
+def burst_spec(fleet, fleet_second_run, tmp_path_factory):
+    """serve.yml on the fleet, with the recording SDK fake as SkyPilot client: the spec that
+    `serve up` would send, from the base hosts' real releases and model."""
+    tmp = tmp_path_factory.mktemp("burst")
+    self_signed(tmp, "burst.lab")
+    runner = playbook("playbooks/serve.yml", fleet,
+                      extravars={"sky_client": "localhost", "serve_release_dir": str(tmp / "client"),
+                                 "serve_tls_certfile": str(tmp / "cert.pem"), "serve_tls_keyfile": str(tmp / "key.pem")},
+                      envvars=env(WF_SKY_SDK="fake_sky", PYTHONPATH=str(ROOT / "tests"), HOME=str(tmp),
+                                  FAKE_SKY_STATE=str(tmp / "sky.json"), BITNET_API_KEY=KEY))
+    assert runner.rc == 0, output(runner)[-4000:]
+    assert KEY not in output(runner)
+    calls = json.loads((tmp / "sky.json").read_text())["calls"]
+    return next(c for c in calls if c["call"] == "serve.up")["spec"]
+
+
+@pytest.fixture(scope="module")
+def burst_vm(fleet, burst_spec):
+    """The fleet's untouched VM host with the task's file mounts, setup and run, as SkyPilot
+    would; serving on port 8080 once /health answers."""
+    vm = CloudVM(fleet.inventory, fleet.vm_address(1))
+    vm.file_mounts(burst_spec)
+    setup = vm.setup(burst_spec, {"BITNET_API_KEY": KEY})
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    vm.start(burst_spec, {"BITNET_API_KEY": KEY})
+    for _ in range(60):
+        try:
+            urllib.request.urlopen(f"http://{vm.address}:8080/health", timeout=2)
+            return vm
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail("the burst replica never answered /health:\n" + vm.ssh("cat ~/sky_logs/run.log", check=False).stdout)
+
+
+def completion(address: str, port: int, key: str = "") -> int:
+    request = urllib.request.Request(f"http://{address}:{port}/completion", json.dumps({"prompt": "hi", "n_predict": 2}).encode(),
+                                     {"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        return urllib.request.urlopen(request, timeout=10).status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_burst_replica_serves_with_its_key_only(burst_vm, burst_spec):
+    assert completion(burst_vm.address, 8080, KEY) == 200
+    assert completion(burst_vm.address, 8080) == 401
+    assert completion(burst_vm.address, 8080, "wrong-key-0123456789") == 401
+    # The same model and flags as the base layer, the release that fits this CPU, the key off the command line.
+    command = burst_vm.ssh("cat /proc/$(pgrep -f bin/llama-server | head -1)/cmdline | tr '\\0' ' '").stdout
+    assert burst_spec["envs"]["SERVER_ARGS"] in command and "--api-key-file" in command and KEY not in command
+    best = burst_spec["envs"]["BITNET_RELEASES"].splitlines()[0].split()[0]
+    assert burst_vm.ssh("readlink ~/wrinklefree/bitnet/current").stdout.strip().endswith(best)
+
+
+def test_burst_setup_refuses_a_cpu_without_avx2_and_a_bad_model(burst_vm, burst_spec):
+    no_avx2 = {**burst_spec, "setup": burst_spec["setup"].replace("/proc/cpuinfo", "/tmp/cpuinfo-no-avx2", 1)}
+    burst_vm.ssh("grep -m1 ^flags /proc/cpuinfo | sed 's/ avx2//' > /tmp/cpuinfo-no-avx2")
+    refused = burst_vm.setup(no_avx2, {"BITNET_API_KEY": KEY})
+    assert refused.returncode != 0 and "this CPU has no AVX2" in refused.stderr
+    bad_model = {**burst_spec, "envs": {**burst_spec["envs"], "MODEL_SHA256": "0" * 64, "MODEL_NAME": "other"}}
+    refused = burst_vm.setup(bad_model, {"BITNET_API_KEY": KEY})
+    assert refused.returncode != 0 and "expected " + "0" * 64 in refused.stderr
+
+
+def stats(edge: str) -> dict[tuple[str, str], dict]:
+    """HAProxy's statistics on the edge host: (proxy, server) -> the CSV row."""
+    text = sh(edge, "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8404/stats;csv').read().decode())\"").stdout
+    rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
+    return {(row["pxname"], row["svname"]): row for row in rows}
+
+
+def served(host: str, address: str) -> int:
+    """Completions a llama-server has answered, from its own /metrics (tokens / n_predict)."""
+    text = sh(host, f"python3 -c \"import urllib.request; print(urllib.request.urlopen('http://{address}:8080/metrics').read().decode())\"").stdout
+    return int(next(line.split()[1] for line in text.splitlines() if line.startswith("llamacpp:tokens_predicted_total")))
+
+
+@pytest.fixture(scope="module")
+def front_door(fleet, burst_vm):
+    """The edge host's front door with burst on, to the VM (a private address: plain HTTP)."""
+    runner = playbook("playbooks/runbooks/burst.yml", fleet,
+                      extravars={"frontdoor_burst": True, "frontdoor_burst_endpoint": f"http://{burst_vm.address}:8080",
+                                 "frontdoor_burst_api_key": KEY})
+    assert runner.rc == 0, output(runner)[-4000:]
+    yield fleet.address(1)
+    assert playbook("playbooks/runbooks/burst.yml", fleet, extravars={"frontdoor_burst": False}).rc == 0
+
+
+def metric(text: str, name: str) -> int:
+    return int(float(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " "))))
+
+
+def counters(fleet, burst_vm) -> dict[str, int]:
+    """Completions so far: each base server's and the VM's own count, and HAProxy's per backend."""
+    base = 0
+    for host in fleet.hosts():
+        bind = json.loads(sh(host, "cat /etc/ansible/facts.d/bitnet.fact").stdout)["bind"]
+        text = sh(host, f"python3 -c \"import urllib.request; print(urllib.request.urlopen('http://{bind}:8080/metrics').read().decode())\"").stdout
+        base += metric(text, "llamacpp:tokens_predicted_total")
+    script = (f"import urllib.request; r = urllib.request.Request('http://127.0.0.1:8080/metrics', "
+              f"headers={{'Authorization': 'Bearer {KEY}'}}); print(urllib.request.urlopen(r).read().decode())")
+    burst = metric(burst_vm.ssh(f'python3 -c "{script}"').stdout, "llamacpp:tokens_predicted_total")
+    rows = stats(fleet.host(1))
+    return {"base": base // N_PREDICT, "burst": burst // N_PREDICT,
+            "haproxy_base": int(rows[("base", "BACKEND")]["stot"]), "haproxy_burst": int(rows[("burst", "BACKEND")]["stot"])}
+
+
+def base_slots(fleet) -> int:
+    return sum(json.loads(sh(host, "cat /etc/ansible/facts.d/bitnet.fact").stdout)["models"][0]["parallel"]
+               for host in fleet.hosts())
+
+
+def test_front_door_spills_only_the_excess(fleet, burst_vm, front_door):
+    slots, split = base_slots(fleet), {}
+    for factor in (0.5, 1, 2):
+        before = counters(fleet, burst_vm)
+        result = load(front_door, 8000, clients=max(1, int(slots * factor)), seconds=4, n_predict=N_PREDICT)
+        after = counters(fleet, burst_vm)
+        delta = {name: after[name] - before[name] for name in before}
+        assert result.failed == 0, (factor, result.statuses)
+        # What the servers counted is what HAProxy sent them.
+        assert delta["base"] == delta["haproxy_base"] and delta["burst"] == delta["haproxy_burst"], delta
+        assert delta["base"] + delta["burst"] == len(result.statuses), delta
+        split[factor] = delta
+    assert split[0.5]["burst"] == 0, split
+    # At capacity a client's next request may meet its last one's slot not yet freed: a few spill.
+    assert split[1]["burst"] <= 0.05 * split[1]["base"], split
+    assert split[2]["burst"] >= 0.25 * (split[2]["base"] + split[2]["burst"]), split
+
+
+def test_a_base_server_stopped_under_load_costs_no_request(fleet, burst_vm, front_door):
+    holder = {}
+    thread = threading.Thread(target=lambda: holder.update(result=load(front_door, 8000, clients=base_slots(fleet),
+                                                                        seconds=6, n_predict=N_PREDICT)))
+    thread.start()
+    time.sleep(2)
+    sh(fleet.host(2), "systemctl stop bitnet-server@tiny")
+    thread.join()
+    sh(fleet.host(2), "systemctl start bitnet-server@tiny")
+    result = holder["result"]
+    assert len(result.statuses) > 0 and result.failed == 0, result.statuses
+    for _ in range(30):
+        if stats(fleet.host(1))[("base", fleet.host(2))]["status"] == "UP":
+            break
+        time.sleep(1)
+    assert stats(fleet.host(1))[("base", fleet.host(2))]["status"] == "UP"
+
+
+def test_threshold_change_reloads_hitlessly(fleet, burst_vm, front_door):
+    """A request in progress (its body half sent) survives the reload that moves the threshold,
+    and the new threshold spills sooner."""
+    body = json.dumps({"prompt": "hitless", "n_predict": 4}).encode()
+    conn = socket.create_connection((front_door, 8000), timeout=60)
+    conn.sendall(b"POST /completion HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+    runner = playbook("playbooks/runbooks/burst.yml", fleet,
+                      extravars={"frontdoor_burst": True, "frontdoor_burst_endpoint": f"http://{burst_vm.address}:8080",
+                                 "frontdoor_burst_api_key": KEY, "frontdoor_threshold": 2})
+    assert runner.rc == 0, output(runner)[-4000:]
+    conn.sendall(body[10:])
+    answer = conn.makefile("rb").read().decode()
+    conn.close()
+    assert answer.startswith("HTTP/1.1 200"), answer
+    before = counters(fleet, burst_vm)
+    result = load(front_door, 8000, clients=4, seconds=3, n_predict=N_PREDICT)
+    after = counters(fleet, burst_vm)
+    assert result.failed == 0 and after["burst"] - before["burst"] > 0
