@@ -212,3 +212,19 @@ def test_threshold_change_reloads_hitlessly(fleet, burst_vm, front_door):
     result = load(front_door, 8000, clients=4, seconds=3, n_predict=N_PREDICT)
     after = counters(fleet, burst_vm)
     assert result.failed == 0 and after["burst"] - before["burst"] > 0
+
+
+def test_status_shows_the_split_and_its_cost(fleet, burst_vm, front_door, tmp_path):
+    report = tmp_path / "status.json"
+    runner = playbook("playbooks/runbooks/status.yml", fleet, extravars={"status_json": str(report)})
+    assert runner.rc == 0, output(runner)[-4000:]
+    status = json.loads(report.read_text())
+    rows = stats(fleet.host(1))
+    split = status["split"]
+    assert split["base"] == int(rows[("base", "BACKEND")]["stot"]) and split["burst"] == int(rows[("burst", "BACKEND")]["stot"])
+    assert split["burst"] > 0 and 0 < split["burst_share"] < 1
+    totals = status["totals"]
+    assert totals["cost_per_1m_base_only"] == totals["cost_per_1m"] and totals["cost_per_1m_burst"] > 0
+    low, high = sorted([totals["cost_per_1m_base_only"], totals["cost_per_1m_burst"]])
+    assert low <= totals["cost_per_1m_at_split"] <= high
+    assert "front door:" in output(runner) and "burst" in output(runner)

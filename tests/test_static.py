@@ -60,6 +60,10 @@ def test_inventory_plugin_docs_render():
     ("module", "wireguard_health", "max_handshake_age"),
     ("module", "sky_job", "wait_for"),
     ("module", "sky_service", "blue_green"),
+    ("module", "sky_service_info", "is_spot"),
+    ("filter", "frontdoor_servers", "slots"),
+    ("filter", "bitnet_server_args", "mlock"),
+    ("filter", "fleet_status", "burst_price"),
     ("filter", "wireguard_addresses", "registry"),
     ("filter", "wireguard_registry", "public key"),
     ("filter", "bitnet_cpu_profile", "AVX2"),
@@ -82,3 +86,8 @@ def test_node_pool_role_docs_render():
 def test_bitnet_role_docs_render():
     out = run("ansible-doc", "-t", "role", "-r", "roles", "bitnet").stdout
     assert "bitnet_submodule_urls" in out and "bitnet_model_checksum_required" in out
+
+
+def test_frontdoor_role_docs_render():
+    out = run("ansible-doc", "-t", "role", "-r", "roles", "frontdoor").stdout
+    assert "frontdoor_threshold" in out and "frontdoor_burst_api_key" in out
