@@ -5,11 +5,20 @@ layout for a task without workdir), the run detached (a transient systemd unit, 
 
 from __future__ import annotations
 
+import datetime
+import json
 import shlex
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
-from helpers import env
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from helpers import ROOT, env, output, playbook
 
 
 class CloudVM:
@@ -50,3 +59,46 @@ class CloudVM:
         self.ssh('mkdir -p ~/sky_logs && systemd-run --quiet --unit=sky-run --collect -E HOME="$HOME" '
                  '-p StandardOutput=append:"$HOME/sky_logs/run.log" -p StandardError=append:"$HOME/sky_logs/run.log" '
                  'bash "$HOME/sky_run.sh"')
+
+
+def self_signed(directory, name: str):
+    """A certificate and key for `name`, as an operator would give serve_tls_certfile/keyfile."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+
+
+def burst_spec(inventory, tmp: Path, key: str) -> dict:
+    """serve.yml on a lab's inventory with the recording SDK fake as SkyPilot client: the spec
+    `serve up` would send, from the base hosts' real releases and model (TLS files from tmp)."""
+    self_signed(tmp, "burst.lab")
+    runner = playbook("playbooks/serve.yml", inventory,
+                      extravars={"sky_client": "localhost", "serve_release_dir": str(tmp / "client"),
+                                 "serve_tls_certfile": str(tmp / "cert.pem"), "serve_tls_keyfile": str(tmp / "key.pem")},
+                      envvars=env(WF_SKY_SDK="fake_sky", PYTHONPATH=str(ROOT / "tests"), HOME=str(tmp),
+                                  FAKE_SKY_STATE=str(tmp / "sky.json"), BITNET_API_KEY=key))
+    assert runner.rc == 0, output(runner)[-4000:]
+    assert key not in output(runner)
+    calls = json.loads((tmp / "sky.json").read_text())["calls"]
+    return next(c for c in calls if c["call"] == "serve.up")["spec"]
+
+
+def start_replica(vm: CloudVM, spec: dict, key: str, port: int = 8080) -> None:
+    """File mounts, setup and run of the burst task on `vm`; returns once /health answers."""
+    vm.file_mounts(spec)
+    setup = vm.setup(spec, {"BITNET_API_KEY": key})
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    vm.start(spec, {"BITNET_API_KEY": key})
+    for _ in range(60):
+        try:
+            urllib.request.urlopen(f"http://{vm.address}:{port}/health", timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("the burst replica never answered /health:\n" + vm.ssh("cat ~/sky_logs/run.log", check=False).stdout)

@@ -1,10 +1,13 @@
 """A bounded HTTP load generator for the front door's tests and bench/spillover.py: N clients,
-each sending one completion after the other (a closed loop) for a fixed time, to lab addresses."""
+each sending one completion after the other (a closed loop) for a fixed time, to lab addresses.
+Standard library only, so it also runs on a lab host:
+    python3 loadgen.py HOST PORT CLIENTS SECONDS [N_PREDICT]   (prints the result as JSON)"""
 
 from __future__ import annotations
 
 import http.client
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -65,3 +68,10 @@ def load(host: str, port: int, clients: int, seconds: float, n_predict: int = 16
         thread.join()
     result.seconds = time.monotonic() - started
     return result
+
+
+if __name__ == "__main__":
+    done = load(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]),
+                int(sys.argv[5]) if len(sys.argv) > 5 else 16)
+    print(json.dumps({"requests": len(done.statuses), "failed": done.failed, "seconds": round(done.seconds, 3),
+                      "rate": round(done.rate(), 2), "p50": round(done.percentile(0.5), 4), "p99": round(done.percentile(0.99), 4)}))

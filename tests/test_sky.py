@@ -248,7 +248,8 @@ def test_service_ships_the_base_layers_releases_and_model(sdk, tmp_path):
     assert flags.split(",") == RELEASES[1]["cpu_flags"]
     assert spec["envs"]["MODEL_URL"] == MODEL["url"] and spec["envs"]["MODEL_SHA256"] == MODEL["sha256"]
     assert spec["envs"]["SERVER_ARGS"] == "-c 4096 -np 4 --mlock"
-    assert '"image_id": "docker:debian:12"' in json.dumps(spec["resources"])
+    # SkyPilot keeps an image per region; null is every region.
+    assert all(r["image_id"] == {"null": "docker:debian:12"} for r in spec["resources"]["any_of"])
     # The probe sends the key: SkyPilot puts the secret's value into the loaded task, never our spec.
     assert spec["service"]["readiness_probe"]["headers"] == {"Authorization": "Bearer burst-secret-value-0123"}
 

@@ -5,7 +5,6 @@ only what the base layer's slots cannot take, with counters from HAProxy and the
 from __future__ import annotations
 
 import csv
-import datetime
 import io
 import json
 import socket
@@ -15,13 +14,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
-from cloud_vm import CloudVM
-from helpers import ROOT, env, output, playbook
+import cloud_vm
+from helpers import output, playbook
 from loadgen import load
 from test_bitnet import sh
 
@@ -31,52 +25,18 @@ KEY = "burst-key-0123456789abcdef"
 N_PREDICT = 16
 
 
-def self_signed(directory, name: str):
-    """A certificate and key for `name`, as an operator would give serve_tls_certfile/keyfile."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
-    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                          serialization.NoEncryption()))
-
-
 @pytest.fixture(scope="module")
 def burst_spec(fleet, fleet_second_run, tmp_path_factory):
-    """serve.yml on the fleet, with the recording SDK fake as SkyPilot client: the spec that
-    `serve up` would send, from the base hosts' real releases and model."""
-    tmp = tmp_path_factory.mktemp("burst")
-    self_signed(tmp, "burst.lab")
-    runner = playbook("playbooks/serve.yml", fleet,
-                      extravars={"sky_client": "localhost", "serve_release_dir": str(tmp / "client"),
-                                 "serve_tls_certfile": str(tmp / "cert.pem"), "serve_tls_keyfile": str(tmp / "key.pem")},
-                      envvars=env(WF_SKY_SDK="fake_sky", PYTHONPATH=str(ROOT / "tests"), HOME=str(tmp),
-                                  FAKE_SKY_STATE=str(tmp / "sky.json"), BITNET_API_KEY=KEY))
-    assert runner.rc == 0, output(runner)[-4000:]
-    assert KEY not in output(runner)
-    calls = json.loads((tmp / "sky.json").read_text())["calls"]
-    return next(c for c in calls if c["call"] == "serve.up")["spec"]
+    """The spec serve.yml sends to `serve up` on the fleet (recording SDK fake as client)."""
+    return cloud_vm.burst_spec(fleet, tmp_path_factory.mktemp("burst"), KEY)
 
 
 @pytest.fixture(scope="module")
 def burst_vm(fleet, burst_spec):
-    """The fleet's untouched VM host with the task's file mounts, setup and run, as SkyPilot
-    would; serving on port 8080 once /health answers."""
-    vm = CloudVM(fleet.inventory, fleet.vm_address(1))
-    vm.file_mounts(burst_spec)
-    setup = vm.setup(burst_spec, {"BITNET_API_KEY": KEY})
-    assert setup.returncode == 0, setup.stdout + setup.stderr
-    vm.start(burst_spec, {"BITNET_API_KEY": KEY})
-    for _ in range(60):
-        try:
-            urllib.request.urlopen(f"http://{vm.address}:8080/health", timeout=2)
-            return vm
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail("the burst replica never answered /health:\n" + vm.ssh("cat ~/sky_logs/run.log", check=False).stdout)
+    """The fleet's untouched VM host running the burst task as SkyPilot would."""
+    vm = cloud_vm.CloudVM(fleet.inventory, fleet.vm_address(1))
+    cloud_vm.start_replica(vm, burst_spec, KEY)
+    return vm
 
 
 def completion(address: str, port: int, key: str = "") -> int:
@@ -114,12 +74,6 @@ def stats(edge: str) -> dict[tuple[str, str], dict]:
     text = sh(edge, "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8404/stats;csv').read().decode())\"").stdout
     rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
     return {(row["pxname"], row["svname"]): row for row in rows}
-
-
-def served(host: str, address: str) -> int:
-    """Completions a llama-server has answered, from its own /metrics (tokens / n_predict)."""
-    text = sh(host, f"python3 -c \"import urllib.request; print(urllib.request.urlopen('http://{address}:8080/metrics').read().decode())\"").stdout
-    return int(next(line.split()[1] for line in text.splitlines() if line.startswith("llamacpp:tokens_predicted_total")))
 
 
 @pytest.fixture(scope="module")
