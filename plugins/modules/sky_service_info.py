@@ -10,12 +10,14 @@ description:
   - Reads one service with the SkyPilot SDK (C(sky.serve.status), C(sky.get)) and returns its endpoint,
     status and replicas, each with its infra (cloud and region), whether it is spot, and its state.
     Changes nothing; a service that does not exist returns no endpoint and no replicas.
-version_added: "0.1.0"
 options:
   name:
-    description: Service name.
-    type: str
+    description: The SkyServe service to read.
     required: true
+    type: str
+version_added: "0.1.0"
+requirements:
+  - skypilot (0.14) in the Python that runs the module
 attributes:
   check_mode:
     support: full
