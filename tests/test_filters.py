@@ -12,7 +12,9 @@ sys.path.insert(0, str(ROOT / "plugins" / "filter"))
 import pytest  # noqa: E402
 from ansible.errors import AnsibleFilterError  # noqa: E402
 import yaml  # noqa: E402
-from bitnet import bitnet_cmake_args, bitnet_cpu_profile  # noqa: E402
+from bitnet import bitnet_cmake_args, bitnet_cpu_profile, bitnet_server_args  # noqa: E402
+from fleet_status import fleet_status  # noqa: E402
+from frontdoor import frontdoor_servers  # noqa: E402
 from role_vars import unknown_role_vars  # noqa: E402
 from wireguard import wireguard_addresses  # noqa: E402
 
@@ -186,3 +188,40 @@ def test_fleet_status_without_pool_or_rates():
     from fleet_status import fleet_status
     report = fleet_status({"a": {"reachable": True, "product": "spot"}}, PRICES)
     assert report["healthy"] and report["hosts"][0]["in_pool"] is None and report["totals"]["cost_per_1m"] is None
+
+
+def test_server_args_take_the_models_own_values_first():
+    assert bitnet_server_args({"name": "m"}, 4096, 4, True, ["--metrics"]) == ["-c", "4096", "-np", "4", "--mlock", "--metrics"]
+    assert bitnet_server_args({"name": "m", "ctx_size": 512, "parallel": 8, "extra_args": ["--x"]}, 4096, 4, False, []) == [
+        "-c", "512", "-np", "8", "--x"]
+
+
+def test_front_door_servers_from_facts():
+    facts = {"b": {"bind": "10.100.0.2", "models": [{"name": "m", "port": 8080, "parallel": 4}]},
+             "a": {"bind": "fd00::1", "models": [{"name": "m", "port": 8081, "parallel": 2}]},
+             "c": {}, "d": {"bind": "10.100.0.4", "models": [{"name": "other", "port": 8080}]}}
+    assert frontdoor_servers(facts, "m") == [{"name": "a", "address": "fd00::1", "port": 8081, "slots": 2},
+                                            {"name": "b", "address": "10.100.0.2", "port": 8080, "slots": 4}]
+    assert [s["slots"] for s in frontdoor_servers(facts, "m", 6)] == [6, 6]
+
+
+HAPROXY_CSV = """# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status
+bitnet,FRONTEND,,,0,9,,400,,,,,,,,,,OPEN
+base,h1,0,0,0,4,4,200,,,,,,,,,,UP
+base,BACKEND,0,0,0,12,,300,,,,,,,,,,UP
+burst,BACKEND,0,0,0,8,,100,,,,,,,,,,UP
+"""
+
+
+def test_status_splits_requests_and_prices_the_split():
+    host = {"reachable": True, "product": "cx22", "health": [200],
+            "bitnet": {"models": [{"name": "m", "tg": 100.0}]}}
+    report = fleet_status({"h1": host}, {"cx22": 0.36}, None, {"edge": HAPROXY_CSV}, {"status": "READY", "endpoint": "e",
+                          "replicas": [{"replica_id": 1, "infra": "AWS (us-east-1)", "is_spot": True, "status": "READY"}]}, 1.8)
+    assert report["split"] == {"base": 300, "burst": 100, "burst_share": 0.25}
+    totals = report["totals"]
+    # Base 0.36/h at 100 tok/s = 1.0 per 1M; burst 1.8/h at the same rate = 5.0; 3:1 split = 2.0.
+    assert (totals["cost_per_1m_base_only"], totals["cost_per_1m_burst"], totals["cost_per_1m_at_split"]) == (1.0, 5.0, 2.0)
+    assert "replica 1: AWS (us-east-1) spot READY" in report["table"] and "(25.0% burst)" in report["table"]
+    alone = fleet_status({"h1": host}, {"cx22": 0.36})
+    assert alone["split"]["burst_share"] == 0.0 and alone["totals"]["cost_per_1m_at_split"] == 1.0 and alone["burst"] is None
