@@ -25,10 +25,11 @@ class CloudVM:
     def __init__(self, inventory: Path, address: str):
         state = Path(inventory) / ".state"
         self.address = address
-        # One multiplexed connection, as SkyPilot keeps to its VMs.
+        # One multiplexed connection, as SkyPilot keeps to its VMs; its socket in /tmp, as a
+        # socket path must fit in 108 bytes (%C: a hash of address, port and user).
         self._ssh = ["-i", str(state / "id_ed25519"), "-o", f"UserKnownHostsFile={state / 'known_hosts'}",
                      "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ControlMaster=auto",
-                     "-o", f"ControlPath={state / 'vm-%C'}", "-o", "ControlPersist=120"]
+                     "-o", "ControlPath=/tmp/wf-ssh-%C", "-o", "ControlPersist=120"]
 
     def ssh(self, command: str, stdin: str = "", check: bool = True) -> subprocess.CompletedProcess:
         done = subprocess.run(["ssh", *self._ssh, f"root@{self.address}", command], input=stdin, env=env(),

@@ -69,6 +69,15 @@ def test_controller_logs_in_over_the_mesh_with_sudo_and_forwarding(pool_lab, con
         assert banner == "SSH-2.0"
 
 
+def test_k3s_will_open_no_port_past_the_firewall(pool_lab, converged):
+    """What sky ssh up's k3s reads when it starts: no servicelb, no traefik, NodePorts on the
+    host's mesh address only (the lab stops short of installing k3s, which needs the internet)."""
+    pool = yaml.safe_load(sh(pool_lab.host(1), "cat ~/.sky/ssh_node_pools.yaml"))
+    for host, address in zip([pool_lab.host(i) for i in (1, 2, 3)], next(iter(pool.values()))["hosts"]):
+        config = yaml.safe_load(sh(host, "cat /etc/rancher/k3s/config.yaml"))
+        assert config == {"disable": ["servicelb", "traefik"], "kube-proxy-arg": [f"nodeport-addresses={address}/32"]}
+
+
 def test_private_key_stays_on_the_controller_host(pool_lab, converged):
     private = sh(pool_lab.host(1), "cat ~/.ssh/sky-node-pool")
     assert "PRIVATE KEY" in private

@@ -117,7 +117,9 @@ def test_removing_a_host_drops_it_from_every_peer_list(fleet, fleet_first_run):
     gone = registry(fleet)[fleet.host(4)]["public_key"]
     fleet.up(3)  # host 4 leaves the fake Hetzner API's list (its container keeps running)
     converge(fleet, "playbooks/wireguard.yml")
+    converge(fleet, "playbooks/frontdoor.yml")
     assert fleet.host(4) not in registry(fleet)
+    assert f"server {fleet.host(4)} " not in sh(fleet.host(1), "cat /etc/haproxy/haproxy.cfg")
     for host in (fleet.host(i) for i in (1, 2, 3)):
         assert gone not in peers(host), host
 
