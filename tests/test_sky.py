@@ -331,3 +331,14 @@ def test_runbooks_scale_teardown_and_train_actions(sdk):
     assert sky_play("playbooks/runbooks/train-stage.yml", train_stage="2", train_action="resume").stats["changed"] == {}
     assert sky_play("playbooks/runbooks/train-stage.yml", train_stage="2", train_action="cancel").rc == 0
     assert calls(sdk(), "jobs") == ["jobs.launch", "jobs.cancel"]
+
+
+def test_status_lists_the_burst_replicas_from_the_sdk(sdk, tmp_path):
+    assert sky_play("playbooks/serve.yml").rc == 0
+    report = tmp_path / "status.json"
+    runner = sky_play("playbooks/runbooks/status.yml", status_json=str(report))
+    assert runner.rc == 0, output(runner)[-3000:]
+    burst = json.loads(report.read_text())["burst"]
+    assert burst["status"] == "READY" and burst["replicas"] == [
+        {"replica_id": 1, "infra": "AWS (us-east-1)", "is_spot": True, "status": "READY"}]
+    assert "replica 1: AWS (us-east-1) spot READY" in output(runner)
