@@ -17,7 +17,7 @@ import pytest
 import cloud_vm
 from helpers import output, playbook
 from loadgen import load
-from test_bitnet import sh
+from test_bitnet import fact, sh
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
 
@@ -69,9 +69,16 @@ def test_burst_setup_refuses_a_cpu_without_avx2_and_a_bad_model(burst_vm, burst_
     assert refused.returncode != 0 and "expected " + "0" * 64 in refused.stderr
 
 
+def fetch(url: str, key: str = "") -> str:
+    """A shell command that prints the body of GET `url`, run on a lab host (its own view)."""
+    headers = f", headers={{'Authorization': 'Bearer {key}'}}" if key else ""
+    return (f"python3 -c \"import urllib.request; "
+            f"print(urllib.request.urlopen(urllib.request.Request('{url}'{headers})).read().decode())\"")
+
+
 def stats(edge: str) -> dict[tuple[str, str], dict]:
     """HAProxy's statistics on the edge host: (proxy, server) -> the CSV row."""
-    text = sh(edge, "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8404/stats;csv').read().decode())\"").stdout
+    text = sh(edge, fetch("http://127.0.0.1:8404/stats;csv")).stdout
     rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
     return {(row["pxname"], row["svname"]): row for row in rows}
 
@@ -95,19 +102,16 @@ def counters(fleet, burst_vm) -> dict[str, int]:
     """Completions so far: each base server's and the VM's own count, and HAProxy's per backend."""
     base = 0
     for host in fleet.hosts():
-        bind = json.loads(sh(host, "cat /etc/ansible/facts.d/bitnet.fact").stdout)["bind"]
-        text = sh(host, f"python3 -c \"import urllib.request; print(urllib.request.urlopen('http://{bind}:8080/metrics').read().decode())\"").stdout
+        text = sh(host, fetch(f"http://{fact(host)['bind']}:8080/metrics")).stdout
         base += metric(text, "llamacpp:tokens_predicted_total")
-    script = (f"import urllib.request; r = urllib.request.Request('http://127.0.0.1:8080/metrics', "
-              f"headers={{'Authorization': 'Bearer {KEY}'}}); print(urllib.request.urlopen(r).read().decode())")
-    burst = metric(burst_vm.ssh(f'python3 -c "{script}"').stdout, "llamacpp:tokens_predicted_total")
+    burst = metric(burst_vm.ssh(fetch("http://127.0.0.1:8080/metrics", KEY)).stdout, "llamacpp:tokens_predicted_total")
     rows = stats(fleet.host(1))
     return {"base": base // N_PREDICT, "burst": burst // N_PREDICT,
             "haproxy_base": int(rows[("base", "BACKEND")]["stot"]), "haproxy_burst": int(rows[("burst", "BACKEND")]["stot"])}
 
 
 def base_slots(fleet) -> int:
-    return sum(json.loads(sh(host, "cat /etc/ansible/facts.d/bitnet.fact").stdout)["models"][0]["parallel"]
+    return sum(fact(host)["models"][0]["parallel"]
                for host in fleet.hosts())
 
 
