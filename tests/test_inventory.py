@@ -258,6 +258,22 @@ def test_cache_hit_sends_no_request(fake, production):
     assert sum(fake.requests.values()) == 3 * sent
 
 
+def test_cache_is_keyed_on_the_account(fake, production):
+    """Another account's credentials within cache_timeout ask the API (which refuses them here),
+    never read the cached fleet of the first."""
+    listing(production, fake)
+    sent = sum(fake.requests.values())
+    for other in ({"HCLOUD_TOKEN": "staging-token-0123456789abcdef"}, {"HROBOT_API_USER": "#ws+staging"},
+                  {"HROBOT_API_PASSWORD": "staging-password"}):
+        result = inventory(production, fake, "--list", check=False, **other)
+        assert result.returncode != 0 and "401" in result.stdout, other
+        assert sum(fake.requests.values()) > sent, other
+        sent = sum(fake.requests.values())
+    # The first account still hits its own cache.
+    listing(production, fake)
+    assert sum(fake.requests.values()) == sent
+
+
 def test_cache_expires_after_its_timeout(fake, production):
     text = (production / "fleet.hetzner.yml").read_text()
     (production / "fleet.hetzner.yml").write_text(text.replace("cache_timeout: 600", "cache_timeout: 1"))

@@ -142,7 +142,7 @@ options:
     default: 120
 notes:
   - A relative O(cache_connection) is resolved against the inventory file's directory.
-  - The cache is keyed on the inventory file and on every option that changes the API queries.
+  - The cache is keyed on the inventory file, on every option that changes the API queries, and on the account: a salted hash of the credentials (never the credentials), so a staging token never reads a production cache.
 """
 
 EXAMPLES = r"""
@@ -374,10 +374,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 "robot_password": "HROBOT_API_PASSWORD"}[option]
 
     def _query_fingerprint(self):
-        """What the API queries depend on, so a changed selector or endpoint misses the cache."""
+        """What the API answers depend on, so a changed selector, endpoint or account misses the
+        cache: the credentials enter only as a slow salted hash (a Robot password may be weak)."""
         options = ("cloud", "cloud_endpoint", "cloud_label_selector", "cloud_status", "robot", "robot_endpoint")
-        return hashlib.sha256(json.dumps([to_text(self.templar.template(self.get_option(o))) for o in options],
-                                         sort_keys=True).encode()).hexdigest()
+        query = [to_text(self.templar.template(self.get_option(o))) for o in options]
+        credentials = [self._secret("cloud_token", "cloud") if self.get_option("cloud") else "",
+                       (self._secret("robot_user", "robot") + ":" + self._secret("robot_password", "robot"))
+                       if self.get_option("robot") else ""]
+        account = hashlib.pbkdf2_hmac("sha256", json.dumps(credentials).encode(), b"hetzner_fleet cache", 100_000).hex()
+        return hashlib.sha256(json.dumps([query, account], sort_keys=True).encode()).hexdigest()
 
     def _api(self, label, endpoint_option, authorization, credentials):
         return _Api(label, to_text(self.templar.template(self.get_option(endpoint_option))), authorization, credentials,
