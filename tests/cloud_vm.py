@@ -6,8 +6,10 @@ layout for a task without workdir), the run detached (a transient systemd unit, 
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import json
 import shlex
+import socket
 import subprocess
 import time
 import urllib.request
@@ -47,7 +49,11 @@ class CloudVM:
         for dest, src in (spec.get("file_mounts") or {}).items():
             remote = dest.replace("~/", "", 1) if dest.startswith("~/") else dest
             self.ssh(f"mkdir -p {shlex.quote(str(Path(remote).parent))}")
-            subprocess.run(["scp", "-q", *self._ssh, src, f"root@{self.address}:{remote}"], env=env(), check=True)
+            self.copy(src, remote)
+
+    def copy(self, src, remote: str) -> None:
+        """A local file to `remote` (relative: under root's home) over the same connection."""
+        subprocess.run(["scp", "-q", *self._ssh, str(src), f"root@{self.address}:{remote}"], env=env(), check=True)
 
     def setup(self, spec: dict, secrets: dict) -> subprocess.CompletedProcess:
         """The task's setup, to its end; the caller checks the return code and output."""
@@ -62,23 +68,27 @@ class CloudVM:
                  'bash "$HOME/sky_run.sh"')
 
 
-def self_signed(directory, name: str):
-    """A certificate and key for `name`, as an operator would give serve_tls_certfile/keyfile."""
+def self_signed(directory, address: str):
+    """A certificate and key for the endpoint `address` (its IP address in the SAN, as a client
+    checks it), as an operator would give serve_tls_certfile/keyfile."""
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
+            .sign(key, hashes.SHA256()))
     (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (directory / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                           serialization.NoEncryption()))
 
 
-def burst_spec(inventory, tmp: Path, key: str) -> dict:
+def burst_spec(inventory, tmp: Path, key: str, endpoint: str) -> dict:
     """serve.yml on a lab's inventory with the recording SDK fake as SkyPilot client: the spec
-    `serve up` would send, from the base hosts' real releases and model (TLS files from tmp)."""
-    self_signed(tmp, "burst.lab")
+    `serve up` would send, from the base hosts' real releases and model (TLS files in tmp, made
+    for the service's endpoint address)."""
+    self_signed(tmp, endpoint)
     runner = playbook("playbooks/serve.yml", inventory,
                       extravars={"sky_client": "localhost", "serve_release_dir": str(tmp / "client"),
                                  "serve_tls_certfile": str(tmp / "cert.pem"), "serve_tls_keyfile": str(tmp / "key.pem")},
@@ -103,3 +113,20 @@ def start_replica(vm: CloudVM, spec: dict, key: str, port: int = 8080) -> None:
         except OSError:
             time.sleep(0.5)
     raise AssertionError("the burst replica never answered /health:\n" + vm.ssh("cat ~/sky_logs/run.log", check=False).stdout)
+
+
+def start_tls_endpoint(vm: CloudVM, cert: Path, key: Path, port: int, target: int) -> None:
+    """SkyServe's TLS endpoint in front of the replica on `vm` (tls_terminator.py), with the
+    service's certificate; it counts handshakes in ~/sky_logs/tls-handshakes."""
+    vm.ssh("mkdir -p ~/tls && chmod 700 ~/tls")
+    for local, remote in ((cert, "tls/cert.pem"), (key, "tls/key.pem"), (ROOT / "tests" / "tls_terminator.py", "tls/terminator.py")):
+        vm.copy(local, remote)
+    vm.ssh(f'systemd-run --quiet --unit=sky-tls --collect python3 "$HOME/tls/terminator.py" "$HOME/tls/cert.pem" '
+           f'"$HOME/tls/key.pem" {port} {target} "$HOME/sky_logs/tls-handshakes"')
+    for _ in range(20):
+        try:
+            socket.create_connection((vm.address, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.25)
+    raise AssertionError("the TLS endpoint never listened: " + vm.ssh("journalctl -u sky-tls --no-pager", check=False).stdout)

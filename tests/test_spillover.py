@@ -27,16 +27,33 @@ N_PREDICT = 16
 
 @pytest.fixture(scope="module")
 def burst_spec(fleet, fleet_second_run, tmp_path_factory):
-    """The spec serve.yml sends to `serve up` on the fleet (recording SDK fake as client)."""
-    return cloud_vm.burst_spec(fleet, tmp_path_factory.mktemp("burst"), KEY)
+    """The spec serve.yml sends to `serve up` on the fleet (recording SDK fake as client), its
+    certificate made for the VM's address."""
+    return cloud_vm.burst_spec(fleet, tmp_path_factory.mktemp("burst"), KEY, fleet.vm_address(1))
+
+
+TLS_PORT = 8443
 
 
 @pytest.fixture(scope="module")
 def burst_vm(fleet, burst_spec):
-    """The fleet's untouched VM host running the burst task as SkyPilot would."""
+    """The fleet's untouched VM host running the burst task as SkyPilot would, behind a TLS
+    endpoint with the service's certificate (SkyServe's load balancer with `service.tls`)."""
     vm = cloud_vm.CloudVM(fleet.inventory, fleet.vm_address(1))
     cloud_vm.start_replica(vm, burst_spec, KEY)
+    tls = burst_spec["service"]["tls"]
+    cloud_vm.start_tls_endpoint(vm, tls["certfile"], tls["keyfile"], TLS_PORT, 8080)
     return vm
+
+
+def burst_vars(burst_vm, burst_spec, **extra) -> dict:
+    """The burst runbook's variables for the VM's TLS endpoint, verified against its certificate."""
+    return {"frontdoor_burst": True, "frontdoor_burst_endpoint": f"https://{burst_vm.address}:{TLS_PORT}",
+            "frontdoor_burst_api_key": KEY, "frontdoor_burst_ca_file": burst_spec["service"]["tls"]["certfile"], **extra}
+
+
+def handshakes(burst_vm) -> int:
+    return int(burst_vm.ssh("cat ~/sky_logs/tls-handshakes 2>/dev/null | wc -l").stdout)
 
 
 def completion(address: str, port: int, key: str = "") -> int:
@@ -84,11 +101,9 @@ def stats(edge: str) -> dict[tuple[str, str], dict]:
 
 
 @pytest.fixture(scope="module")
-def front_door(fleet, burst_vm):
-    """The edge host's front door with burst on, to the VM (a private address: plain HTTP)."""
-    runner = playbook("playbooks/runbooks/burst.yml", fleet,
-                      extravars={"frontdoor_burst": True, "frontdoor_burst_endpoint": f"http://{burst_vm.address}:8080",
-                                 "frontdoor_burst_api_key": KEY})
+def front_door(fleet, burst_vm, burst_spec):
+    """The edge host's front door with burst on, to the VM's TLS endpoint."""
+    runner = playbook("playbooks/runbooks/burst.yml", fleet, extravars=burst_vars(burst_vm, burst_spec))
     assert runner.rc == 0, output(runner)[-4000:]
     yield fleet.address(1)
     assert playbook("playbooks/runbooks/burst.yml", fleet, extravars={"frontdoor_burst": False}).rc == 0
@@ -116,7 +131,7 @@ def base_slots(fleet) -> int:
 
 
 def test_front_door_spills_only_the_excess(fleet, burst_vm, front_door):
-    slots, split = base_slots(fleet), {}
+    slots, split, tls_before = base_slots(fleet), {}, handshakes(burst_vm)
     for factor in (0.5, 1, 2):
         before = counters(fleet, burst_vm)
         result = load(front_door, 8000, clients=max(1, int(slots * factor)), seconds=4, n_predict=N_PREDICT)
@@ -131,6 +146,8 @@ def test_front_door_spills_only_the_excess(fleet, burst_vm, front_door):
     # At capacity a client's next request may meet its last one's slot not yet freed: a few spill.
     assert split[1]["burst"] <= 0.05 * split[1]["base"], split
     assert split[2]["burst"] >= 0.25 * (split[2]["base"] + split[2]["burst"]), split
+    # The excess went over TLS (HAProxy keeps connections alive: at least one handshake).
+    assert handshakes(burst_vm) > tls_before
 
 
 def test_a_base_server_stopped_under_load_costs_no_request(fleet, burst_vm, front_door):
@@ -151,16 +168,14 @@ def test_a_base_server_stopped_under_load_costs_no_request(fleet, burst_vm, fron
     assert stats(fleet.host(1))[("base", fleet.host(2))]["status"] == "UP"
 
 
-def test_threshold_change_reloads_hitlessly(fleet, burst_vm, front_door):
+def test_threshold_change_reloads_hitlessly(fleet, burst_vm, burst_spec, front_door):
     """A request in progress (its body half sent) survives the reload that moves the threshold,
     and the new threshold spills sooner."""
     body = json.dumps({"prompt": "hitless", "n_predict": 4}).encode()
     conn = socket.create_connection((front_door, 8000), timeout=60)
     conn.sendall(b"POST /completion HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
                  b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
-    runner = playbook("playbooks/runbooks/burst.yml", fleet,
-                      extravars={"frontdoor_burst": True, "frontdoor_burst_endpoint": f"http://{burst_vm.address}:8080",
-                                 "frontdoor_burst_api_key": KEY, "frontdoor_threshold": 2})
+    runner = playbook("playbooks/runbooks/burst.yml", fleet, extravars=burst_vars(burst_vm, burst_spec, frontdoor_threshold=2))
     assert runner.rc == 0, output(runner)[-4000:]
     conn.sendall(body[10:])
     answer = conn.makefile("rb").read().decode()
@@ -186,3 +201,17 @@ def test_status_shows_the_split_and_its_cost(fleet, burst_vm, front_door, tmp_pa
     low, high = sorted([totals["cost_per_1m_base_only"], totals["cost_per_1m_burst"]])
     assert low <= totals["cost_per_1m_at_split"] <= high
     assert "front door:" in output(runner) and "burst" in output(runner)
+
+
+def test_front_door_sends_nothing_to_a_burst_endpoint_it_cannot_verify(fleet, burst_vm, burst_spec, front_door, tmp_path):
+    """With a CA that did not sign the endpoint's certificate, spilled requests fail at the
+    handshake (503 to the client) and the replica sees none of them, nor the key."""
+    cloud_vm.self_signed(tmp_path, burst_vm.address)
+    runner = playbook("playbooks/runbooks/burst.yml", fleet,
+                      extravars=burst_vars(burst_vm, burst_spec, frontdoor_burst_ca_file=str(tmp_path / "cert.pem")))
+    assert runner.rc == 0, output(runner)[-4000:]
+    before, tls_before = counters(fleet, burst_vm), handshakes(burst_vm)
+    result = load(front_door, 8000, clients=2 * base_slots(fleet), seconds=3, n_predict=N_PREDICT)
+    after = counters(fleet, burst_vm)
+    assert result.failed > 0 and set(result.statuses) <= {200, 503}, result.statuses
+    assert after["burst"] == before["burst"] and handshakes(burst_vm) == tls_before
