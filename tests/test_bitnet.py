@@ -135,6 +135,52 @@ def test_missing_release_comes_from_the_controller_without_compiling(fleet, flee
     assert http(HOSTS[1], fact(HOSTS[1])["bind"], "/health") == {"status": "ok"}
 
 
+def cached_release(fleet, host: str) -> Path:
+    # The lab's bitnet_artifact_cache (inventories/lab/group_vars/lab.yml).
+    return Path(fleet.inventory) / ".state" / "bitnet-artifacts" / f"{fact(host)['release']}.tar.gz"
+
+
+def test_release_is_unpacked_only_as_its_build_made_it(fleet, fleet_first_run):
+    """The build records the tarball's digest; the controller keeps a fetched tarball only once it
+    matches, and unpacks a cached one on a host only while it still does."""
+    tarball = cached_release(fleet, HOSTS[1])
+    recorded = Path(f"{tarball}.sha256").read_text().strip()
+    assert hashlib.sha256(tarball.read_bytes()).hexdigest() == recorded
+    assert sh(HOSTS[0], f"cat /opt/bitnet/artifacts/{tarball.name}.sha256").stdout.strip() == recorded
+    assert not list(tarball.parent.glob("*.partial"))
+    good = tarball.read_bytes()
+    tarball.write_bytes(good + b"\0")
+    try:
+        sh(HOSTS[1], "systemctl stop bitnet-server@tiny; rm -rf /opt/bitnet/releases /opt/bitnet/current")
+        runner = playbook("playbooks/bitnet.yml", fleet)
+        assert runner.rc != 0 and set(runner.stats["failures"]) == {HOSTS[1]}
+        assert f"but its build recorded {recorded}" in " ".join(output(runner).split())
+        assert sh(HOSTS[1], "ls -A /opt/bitnet/releases 2>/dev/null || true").stdout.strip() == ""
+    finally:
+        tarball.write_bytes(good)
+    # A fetch cut off mid-way left a partial file and no cached tarball: the next run fetches again.
+    Path(f"{tarball}.partial").write_bytes(good[:100])
+    tarball.unlink()
+    runner = converge(fleet, "playbooks/bitnet.yml")
+    assert ran(runner, "BitNet | compile") == set() and ran(runner, "BitNet | fetch the tarball") == {HOSTS[0]}
+    assert tarball.read_bytes() == good and not Path(f"{tarball}.partial").exists()
+    assert http(HOSTS[1], fact(HOSTS[1])["bind"], "/health") == {"status": "ok"}
+
+
+def test_benchmark_runs_as_the_service_user(fleet, fleet_first_run):
+    """llama-bench, from the release, never runs as root (a wrapper records who ran it)."""
+    bench = "/opt/bitnet/current/bin/llama-bench"
+    sh(HOSTS[0], f"mv {bench} {bench}.real && printf '#!/bin/sh\\nid -un > /tmp/bench-user\\nexec {bench}.real \"$@\"\\n' > {bench}"
+                 f" && chmod 755 {bench} && rm /etc/ansible/facts.d/bitnet.fact")
+    try:
+        runner = converge(fleet, "playbooks/bitnet.yml", limit=HOSTS[0])
+        assert ran(runner, "BitNet | measure each model") == {HOSTS[0]}
+        assert sh(HOSTS[0], "cat /tmp/bench-user").stdout.strip() == "bitnet"
+    finally:
+        sh(HOSTS[0], f"mv {bench}.real {bench}")
+    assert fact(HOSTS[0])["models"][0]["tg"] > 0
+
+
 def test_changed_profile_rebuilds_once_and_switches_back_without_building(fleet, fleet_first_run):
     before = fact(HOSTS[0])["release"]
     extravars, expected, system_info = another_build({host: fact(host) for host in HOSTS})

@@ -93,10 +93,10 @@ def test_rolling_upgrade_stops_and_rolls_back_a_failing_host(converged):
 
 
 def test_upgrade_refuses_bad_input_before_any_change(converged):
-    runner = playbook("playbooks/runbooks/bitnet-upgrade.yml", converged, extravars={"upgrade_batch": 3, "upgrade_version": "abcdef1"})
+    runner = playbook("playbooks/runbooks/bitnet-upgrade.yml", converged, extravars={"upgrade_batch": 3, "upgrade_version": "abcdef1" * 5 + "abcde"})
     assert runner.rc != 0 and "must be at least 1 and below the number of hosts (3)" in " ".join(output(runner).split())
     runner = playbook("playbooks/runbooks/bitnet-upgrade.yml", converged, extravars={"upgrade_version": "main"})
-    assert runner.rc != 0 and 'bitnet_version must be a commit' in " ".join(output(runner).split())
+    assert runner.rc != 0 and 'bitnet_version must be a whole commit id' in " ".join(output(runner).split())
     assert changed_hosts(runner) == {}
 
 

@@ -10,6 +10,7 @@ import hashlib
 import inspect
 import itertools
 import json
+from pathlib import Path
 import sys
 
 import pytest
@@ -55,6 +56,8 @@ def burst_inputs(tmp_path) -> dict:
     cache.mkdir(exist_ok=True)
     for release in RELEASES:
         (cache / f"{release['release']}.tar.gz").write_bytes(release["release"].encode())
+        # The digest the bitnet role recorded when it built the release.
+        (cache / f"{release['release']}.tar.gz.sha256").write_text(hashlib.sha256(release["release"].encode()).hexdigest() + "\n")
     for name in ("cert.pem", "key.pem"):
         (tmp_path / name).write_text(f"not a real {name}\n")
     facts = [{**release, "models": [{**MODEL, "release": release["release"]}]} for release in reversed(RELEASES)]
@@ -288,6 +291,18 @@ def test_bad_serving_input_fails_before_any_sdk_call(sdk, extravars, message):
     runner = sky_play("playbooks/serve.yml", **extravars)
     assert runner.rc != 0 and message in " ".join(output(runner).split())
     assert sdk()["calls"] == []
+
+
+def test_a_release_unlike_its_recorded_digest_is_never_shipped(sdk):
+    cache = Path(BURST["bitnet_artifact_cache"])
+    (cache / f"{RELEASES[1]['release']}.tar.gz").write_bytes(b"tampered")
+    runner = sky_play("playbooks/serve.yml")
+    assert runner.rc != 0 and sdk()["calls"] == []
+    assert (f"{cache}/{RELEASES[1]['release']}.tar.gz does not match the digest its build recorded"
+            in " ".join(output(runner).split()))
+    (cache / f"{RELEASES[1]['release']}.tar.gz.sha256").unlink()
+    runner = sky_play("playbooks/serve.yml")
+    assert runner.rc != 0 and "is not in the controller's artifact cache" in " ".join(output(runner).split())
 
 
 def test_missing_sdk_is_a_clear_error(sdk, monkeypatch):
