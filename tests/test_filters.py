@@ -16,7 +16,7 @@ from bitnet import bitnet_cmake_args, bitnet_cpu_profile, bitnet_server_args  # 
 from fleet_status import fleet_status  # noqa: E402
 from frontdoor import frontdoor_servers  # noqa: E402
 from role_vars import unknown_role_vars  # noqa: E402
-from wireguard import wireguard_addresses  # noqa: E402
+from wireguard import wireguard_addresses, wireguard_registry, wireguard_route_conflicts  # noqa: E402
 
 KNOWN = ["base_ssh_port", "base_admin_user", "base_firewall_allow"]
 
@@ -65,6 +65,21 @@ def test_addresses_survive_adding_and_removing_hosts():
     assert wireguard_addresses({"a": ["base"], "c": ["base"]}, PLAN, NET, registry) == {"a": "10.100.0.3", "c": "10.100.0.2"}
 
 
+def test_an_absent_hosts_address_is_held_until_it_is_released():
+    registry = {"a": {"address": "10.100.0.1", "public_key": "KA"}, "b": {"address": "10.100.0.2", "public_key": "KB"}}
+    # b is off (its server not `running`, so out of the inventory) while d joins: d never gets b's address.
+    held = wireguard_addresses({"a": ["base"], "d": ["base"]}, PLAN, NET, registry)
+    assert held == {"a": "10.100.0.1", "d": "10.100.0.3"}
+    assert wireguard_registry(held, {"a": {"public_key": "KA"}, "d": {"public_key": "KD"}}, registry)["b"] == registry["b"]
+    # Pinning another host onto it names the absent holder.
+    with pytest.raises(AnsibleFilterError, match="duplicate address 10.100.0.2 for b .registered, absent"):
+        wireguard_addresses({"a": ["base"], "d": ["base"]}, PLAN, NET, registry, pinned={"d": "10.100.0.2"})
+    # Removed on purpose (the remove-host runbook): the address is free again, the entry gone.
+    freed = wireguard_addresses({"a": ["base"], "d": ["base"]}, PLAN, NET, registry, released=["b"])
+    assert freed == {"a": "10.100.0.1", "d": "10.100.0.2"}
+    assert "b" not in wireguard_registry(freed, {}, registry, ["b"])
+
+
 def test_pinned_and_reserved_addresses():
     result = wireguard_addresses({"a": ["base"], "b": ["base"]}, PLAN, NET, pinned={"b": "10.100.0.1"},
                                  reserved={"laptop": "10.100.0.2"})
@@ -88,6 +103,38 @@ def test_bad_plans_fail_naming_the_cause(kwargs, message):
     args = {"members": {"a": ["base"], "b": ["base"]}, "plan": PLAN, "network": NET, **kwargs}
     with pytest.raises(AnsibleFilterError, match=message.replace("(", r"\(").replace(")", r"\)")):
         wireguard_addresses(**args)
+
+
+PROTECTED = {"wireguard_network": "10.100.0.0/16", "loopback": "127.0.0.0/8", "the address Ansible reaches a at": "198.51.100.7",
+             "the address Ansible reaches b at": "b.example", "IPv6 link-local": "fe80::/10"}
+
+
+def peer(name: str, address: str, *allowed: str) -> dict:
+    return {"name": name, "address": address, "allowed_ips": list(allowed)}
+
+
+def test_route_conflicts_pass_a_peers_own_networks():
+    peers = [peer("laptop", "10.100.255.1", "192.168.7.0/24", "fd00:7::/64"), peer("office", "10.100.255.2", "172.20.0.0/16")]
+    assert wireguard_route_conflicts(peers, PROTECTED) == []
+
+
+@pytest.mark.parametrize("peers,message", [
+    ([peer("laptop", "10.100.255.1", "0.0.0.0/0")], "wireguard_external_peers[0] (laptop): allowed_ips 0.0.0.0/0 is a default route"),
+    ([peer("laptop", "10.100.255.1", "::/0")], "allowed_ips ::/0 is a default route"),
+    # The two halves of the internet, as VPN clients write it, cover the address Ansible uses.
+    ([peer("vpn", "10.100.255.1", "0.0.0.0/1", "128.0.0.0/1")],
+     "allowed_ips 128.0.0.0/1 overlaps the address Ansible reaches a at (198.51.100.7/32)"),
+    ([peer("laptop", "10.100.255.1", "10.0.0.0/8")], "allowed_ips 10.0.0.0/8 overlaps wireguard_network (10.100.0.0/16)"),
+    ([peer("laptop", "10.100.255.1", "127.0.0.1/32")], "overlaps loopback (127.0.0.0/8)"),
+    ([peer("a", "10.100.255.1", "192.168.0.0/16"), peer("b", "10.100.255.2", "192.168.1.0/24")],
+     "wireguard_external_peers[1] (b): allowed_ips 192.168.1.0/24 overlaps allowed_ips 192.168.0.0/16 of "
+     "wireguard_external_peers[0] (a)"),
+    ([peer("laptop", "10.100.255.1", "10.100.255.1/32")], "overlaps wireguard_network"),
+    ([peer("laptop", "10.100.255.1", "192.168.1.0/33")], "allowed_ips entry '192.168.1.0/33' is not a CIDR"),
+])
+def test_route_conflicts_name_the_peer_and_the_range(peers, message):
+    assert any(message in problem for problem in wireguard_route_conflicts(peers, PROTECTED)), \
+        wireguard_route_conflicts(peers, PROTECTED)
 
 
 # The bitnet role's own profile table, as the role uses it.

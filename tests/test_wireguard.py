@@ -113,10 +113,17 @@ def test_adding_a_host_keeps_the_existing_tunnels(fleet, fleet_first_run):
     assert_full_mesh(fleet, old + [new])
 
 
-def test_removing_a_host_drops_it_from_every_peer_list(fleet, fleet_first_run):
-    gone = registry(fleet)[fleet.host(4)]["public_key"]
-    fleet.up(3)  # host 4 leaves the fake Hetzner API's list (its container keeps running)
+def test_a_host_gone_from_the_inventory_keeps_its_place_until_it_is_removed(fleet, fleet_first_run):
+    entry = registry(fleet)[fleet.host(4)]
+    gone = entry["public_key"]
+    fleet.up(3)  # host 4 leaves the fake Hetzner API's list (off for a resize; its container keeps running)
     converge(fleet, "playbooks/wireguard.yml")
+    # Absent is not removed: its address stays its own and the others keep it as a peer.
+    assert registry(fleet)[fleet.host(4)] == entry
+    for host in (fleet.host(i) for i in (1, 2, 3)):
+        assert gone in peers(host), host
+    # Only the explicit removal (what the remove-host runbook passes) frees it.
+    converge(fleet, "playbooks/wireguard.yml", extravars={"wireguard_exclude_hosts": [fleet.host(4)]})
     converge(fleet, "playbooks/frontdoor.yml")
     assert fleet.host(4) not in registry(fleet)
     assert f"server {fleet.host(4)} " not in sh(fleet.host(1), "cat /etc/haproxy/haproxy.cfg")
@@ -145,6 +152,37 @@ def test_rotating_every_key_one_host_at_a_time(fleet, fleet_first_run):
     new = {h: registry(fleet)[h]["public_key"] for h in hosts}
     assert all(new[h] != old[h] for h in hosts)
     assert_full_mesh(fleet, hosts)
+
+
+LAPTOP = {"name": "laptop", "public_key": "x" * 42 + "A=", "address": "10.100.255.9"}
+
+
+def static_routes(host: str) -> list[str]:
+    return sh(host, "ip -4 route show dev wg0 proto static").split("\n")[:-1]
+
+
+def test_external_peer_routes_only_its_own_ranges(fleet, fleet_first_run):
+    """wg-quick installs no routes (Table = off); the role routes exactly the peers' validated
+    ranges, live and without a restart, and a range over a host's own network is refused before
+    the configuration is written."""
+    hosts = [fleet.host(i) for i in (1, 2, 3)]
+    default = {h: sh(h, "ip -4 route show default") for h in hosts}
+    identity = {h: interface_identity(h) for h in hosts}
+    converge(fleet, "playbooks/wireguard.yml",
+             extravars={"wireguard_external_peers": [{**LAPTOP, "allowed_ips": ["192.168.77.0/24", "192.168.78.5/32"]}]})
+    for host in hosts:
+        assert sorted(route.split()[0] for route in static_routes(host)) == ["192.168.77.0/24", "192.168.78.5"], host
+        assert sh(host, "ip -4 route show default") == default[host] and interface_identity(host) == identity[host]
+    # The lab's own network (no host's ansible_host in this part of it): only the hosts' facts know it.
+    own = fleet.address(1).rsplit(".", 1)[0] + ".240/29"
+    runner = playbook("playbooks/wireguard.yml", fleet,
+                      extravars={"wireguard_external_peers": [{**LAPTOP, "allowed_ips": [own]}]})
+    assert runner.rc != 0 and changed_hosts(runner) == {}
+    assert f"allowed_ips {own} overlaps the network of {hosts[0]} on eth0" in " ".join(output(runner).split())
+    converge(fleet, "playbooks/wireguard.yml")
+    for host in hosts:
+        assert static_routes(host) == [] and LAPTOP["public_key"] not in peers(host)
+        assert interface_identity(host) == identity[host]
 
 
 def test_check_mode_on_the_converged_mesh_changes_nothing(fleet, fleet_first_run):

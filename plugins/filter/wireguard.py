@@ -20,7 +20,7 @@ def _parse(value, what):
         raise AnsibleFilterError(f"{what}: {value!r} is not an IP address") from None
 
 
-def wireguard_addresses(members, plan, network, registry=None, pinned=None, reserved=None):
+def wireguard_addresses(members, plan, network, registry=None, pinned=None, reserved=None, released=None):
     """Assign every mesh member one address, stable across runs.
 
     ``members`` maps host name to its inventory groups. ``plan`` is a list of ranges
@@ -29,11 +29,13 @@ def wireguard_addresses(members, plan, network, registry=None, pinned=None, rese
     variables), the ``registry`` (past allocations), or the lowest free address of the range,
     hosts taken in name order. So a host keeps its address when others are added or removed.
     ``reserved`` maps other users of the network (external peers) to their addresses.
+    A registry entry of a host that is not a member now (off, migrating, left out of the
+    inventory) keeps its address unless the host is in ``released`` (an explicit removal).
 
     Errors name the host and the cause: a collision, an address outside its range or the
     network, a host no range takes, an exhausted range.
     """
-    registry, pinned, reserved = registry or {}, pinned or {}, reserved or {}
+    registry, pinned, reserved, released = registry or {}, pinned or {}, reserved or {}, set(released or [])
     try:
         net = ipaddress.ip_network(network)
         ranges = [(r["name"], ipaddress.ip_network(r["cidr"]), r.get("group")) for r in plan]
@@ -62,6 +64,11 @@ def wireguard_addresses(members, plan, network, registry=None, pinned=None, rese
         if address not in net:
             raise AnsibleFilterError(f"wireguard_external_peers {name}: {address} is outside wireguard_network {net}")
         take(address, f"external peer {name}")
+
+    for host, entry in sorted(registry.items()):
+        if host not in members and host not in released and _registered(entry):
+            take(_parse(_registered(entry), f"wireguard registry entry of {host}"),
+                 f"{host} (registered, absent from this inventory; the remove-host runbook frees it)")
 
     assigned, pending = {}, []
     for host in sorted(members):
@@ -93,13 +100,15 @@ def wireguard_addresses(members, plan, network, registry=None, pinned=None, rese
     return assigned
 
 
-def wireguard_registry(addresses, current, registry=None):
+def wireguard_registry(addresses, current, registry=None, released=None):
     """The new registry: each host of ``addresses`` with its address, and its public key and
     endpoint from ``current`` (what the hosts of this run reported) or else from the old
     ``registry`` (a host unreachable now keeps its place in the mesh). A host with no public
-    key in either has not joined yet and is left out."""
-    registry = registry or {}
-    result = {}
+    key in either has not joined yet and is left out. An old entry of a host absent from
+    ``addresses`` stays as it was, unless the host is in ``released``."""
+    registry, released = registry or {}, set(released or [])
+    result = {host: entry for host, entry in registry.items()
+              if host not in addresses and host not in released and isinstance(entry, dict) and entry.get("public_key")}
     for host, address in sorted(addresses.items()):
         old = registry.get(host) if isinstance(registry.get(host), dict) else {}
         now = current.get(host) or {}
@@ -110,8 +119,46 @@ def wireguard_registry(addresses, current, registry=None):
     return result
 
 
+def wireguard_route_conflicts(peers, protected):
+    """What is wrong with the external peers' ``allowed_ips`` as routes: wg-quick would route
+    each range to its peer, so a default route, a range over one of the ``protected`` networks
+    (name -> CIDR or address: the mesh, the hosts' own addresses and networks, loopback,
+    link-local) or over another peer's ranges would reroute traffic the hosts depend on.
+    Returns one message per conflict, naming the peer by its index and name; empty when none."""
+    problems, claimed = [], []
+    guarded = []
+    for name, value in (protected or {}).items():
+        try:
+            guarded.append((name, ipaddress.ip_network(str(value), strict=False)))
+        except ValueError:
+            continue  # a host name, not an address: nothing to compare here
+    for index, peer in enumerate(peers or []):
+        label = f"wireguard_external_peers[{index}] ({peer.get('name')})"
+        mine = [(f"its address {peer.get('address')}", ipaddress.ip_network(f"{peer.get('address')}/32", strict=False))]
+        for value in peer.get("allowed_ips") or []:
+            try:
+                net = ipaddress.ip_network(str(value), strict=False)
+            except ValueError:
+                problems.append(f"{label}: allowed_ips entry {value!r} is not a CIDR")
+                continue
+            if net.prefixlen == 0:
+                problems.append(f"{label}: allowed_ips {net} is a default route: it would send every host's "
+                                "traffic to this peer; list the peer's own networks only")
+                continue
+            for name, other in guarded:
+                if other.version == net.version and net.overlaps(other):
+                    problems.append(f"{label}: allowed_ips {net} overlaps {name} ({other})")
+            for owner, what, other in claimed:
+                if other.version == net.version and net.overlaps(other):
+                    problems.append(f"{label}: allowed_ips {net} overlaps {what} of {owner} ({other})")
+            mine.append((f"allowed_ips {net}", net))
+        claimed.extend((label, what, net) for what, net in mine)
+    return problems
+
+
 class FilterModule:
     """WireGuard mesh helpers."""
 
     def filters(self):
-        return {"wireguard_addresses": wireguard_addresses, "wireguard_registry": wireguard_registry}
+        return {"wireguard_addresses": wireguard_addresses, "wireguard_registry": wireguard_registry,
+                "wireguard_route_conflicts": wireguard_route_conflicts}
