@@ -168,7 +168,10 @@ class FakeHetzner:
     # -- control -------------------------------------------------------------------------
     def inject(self, api: str, fault: str, times: int = 1) -> None:
         """Answer the next `times` requests to `api` ("cloud"/"robot") with a fault:
-        "500", "502", "429" (rate limited, RateLimit-Reset 1 s ahead) or "malformed"."""
+        "500", "502", "429" (rate limited, RateLimit-Reset 1 s ahead), "malformed", or (cloud)
+        "deleted": the first server is deleted just before the request is answered, as when
+        someone deletes a server while a client pages through the list; "ok" answers as usual
+        (to aim the next fault at a later request)."""
         self.faults[api].extend([fault] * times)
 
     def reload_fleet(self) -> None:
@@ -298,6 +301,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._cloud_error(int(fault), "service_error" if fault == "500" else "bad_gateway", "injected fault", rate)
         elif fault == "malformed":
             self._send(200, b'{"servers": [{"id": 1, "name": ', rate)
+        elif fault == "deleted" and path == "/v1/servers":
+            with self.fake._lock:
+                self.fake.cloud_servers.pop(0)
+            self._list(query, rate, "servers", self._filter_servers(query))
         elif path == "/v1/servers":
             self._list(query, rate, "servers", self._filter_servers(query))
         elif path == "/v1/networks":

@@ -27,8 +27,12 @@ def fake():
 
 @pytest.fixture
 def production(tmp_path):
-    """A copy of inventories/production, so its cache lands in the test's directory."""
-    return shutil.copytree(ROOT / "inventories" / "production", tmp_path / "production")
+    """A copy of inventories/production, so its cache lands in the test's directory, with the
+    account's dedicated servers adopted as an operator lists them."""
+    copy = shutil.copytree(ROOT / "inventories" / "production", tmp_path / "production")
+    source = copy / "fleet.hetzner.yml"
+    source.write_text(source.read_text().replace("robot_adopt: []", "robot_adopt: [ax-000, '100001', 'ax-00[2]']"))
+    return copy
 
 
 def fleet_env(fake: FakeHetzner, **extra: str) -> dict[str, str]:
@@ -101,6 +105,7 @@ def test_graph_shows_the_groups(fake, production):
 
 def test_robot_hosts_labels_private_address_and_cpu_override(fake, tmp_path):
     source = source_file(tmp_path, """cloud: false
+robot_adopt: ["*"]
 robot_hosts:
   ax-001: {labels: {role: bitnet.sky_controller}, private_ipv4: 10.0.9.2}
   "100002": {labels: {layer: burst}}
@@ -141,10 +146,25 @@ compose:
     assert hostvars(listed, "cloud-0001")["bitnet_threads"] == 8
 
 
+def test_dedicated_servers_join_only_when_adopted_and_never_cancelled(tmp_path):
+    servers = make_robot_servers(4)
+    servers[3]["cancelled"] = True
+    fake = FakeHetzner(robot_servers=servers).start()
+    try:
+        assert listing(source_file(tmp_path, "cloud: false\n"), fake)["_meta"]["hostvars"] == {}
+        result = run("ansible-inventory", "-i", source_file(tmp_path, "cloud: false\nrobot_adopt: [ax-000, '100002', 'ax-00[3]']\n"),
+                     "--list", env=fleet_env(fake), stderr=subprocess.PIPE)
+        listed = json.loads(result.stdout)
+    finally:
+        fake.stop()
+    assert sorted(listed["_meta"]["hostvars"]) == ["ax-000", "ax-002"]
+    assert "Robot server ax-003 is cancelled (paid until 2027-01-31): not adopted" in " ".join(result.stderr.split())
+
+
 def test_pagination_over_1000_servers(tmp_path):
     big = FakeHetzner(make_cloud_servers(1000), make_robot_servers(200)).start()
     try:
-        listed = listing(source_file(tmp_path, "cloud_status: []\n"), big)
+        listed = listing(source_file(tmp_path, "cloud_status: []\nrobot_adopt: ['*']\n"), big)
     finally:
         big.stop()
     assert len(listed["_meta"]["hostvars"]) == 1200
@@ -152,10 +172,66 @@ def test_pagination_over_1000_servers(tmp_path):
     assert big.requests["robot /robot/server"] == 1
 
 
+def test_a_server_deleted_while_paging_fails_instead_of_going_missing(tmp_path):
+    """60 servers in two pages; one deleted before page 2: page 2 shifts by one, so the 51st
+    server is never listed. total_entries (60, then 59) gives it away."""
+    fake = FakeHetzner(make_cloud_servers(60)).start()
+    try:
+        source = source_file(tmp_path, "robot: false\ncloud_status: []\n")
+        assert len(listing(source, fake)["_meta"]["hostvars"]) == 60
+        fake.requests.clear()
+        fake.inject("cloud", "ok")  # page 1 as it is
+        fake.inject("cloud", "deleted")
+        result = inventory(source, fake, "--list", "--flush-cache", check=False)
+    finally:
+        fake.stop()
+    assert result.returncode != 0
+    assert "returned 59 servers, but total_entries said 60 then 59: the fleet changed while it was read" in result.stdout
+
+
+@pytest.mark.parametrize("endpoint,message", [
+    ("http://api.hetzner.example/v1", "cloud_endpoint must be an https:// URL (http:// only on loopback"),
+    ("ftp://127.0.0.1/v1", "cloud_endpoint must be an https:// URL"),
+])
+def test_api_endpoints_must_be_https(fake, tmp_path, endpoint, message):
+    result = inventory(source_file(tmp_path, "robot: false\n"), fake, check=False, HCLOUD_ENDPOINT=endpoint)
+    assert result.returncode != 0 and message in result.stdout
+    assert sum(fake.requests.values()) == 0
+
+
+def test_a_redirect_is_not_followed_with_the_credentials(tmp_path):
+    """An endpoint that redirects (a moved API, a captive portal) gets no second request: the
+    token would go wherever the redirect points."""
+    import http.server
+    import threading
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        seen = []
+
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            Redirect.seen.append((self.path, self.headers.get("Authorization")))
+            self.send_response(301)
+            self.send_header("Location", f"http://127.0.0.1:{self.server.server_port}/elsewhere")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = run("ansible-inventory", "-i", source_file(tmp_path, "robot: false\n"), "--list", check=False,
+                     env=env(HCLOUD_ENDPOINT=f"http://127.0.0.1:{server.server_port}/v1", HCLOUD_TOKEN=CLOUD_TOKEN))
+    finally:
+        server.shutdown()
+    assert result.returncode != 0 and "HTTP 301: a redirect, not followed" in result.stdout
+    assert [path for path, _ in Redirect.seen] == ["/v1/servers?per_page=50&status=running&page=1"]
+
+
 def test_rate_limited_request_is_retried(fake, tmp_path):
     fake.inject("cloud", "429", 2)
     fake.inject("robot", "502", 1)
-    listed = listing(source_file(tmp_path, ""), fake)
+    listed = listing(source_file(tmp_path, "robot_adopt: ['*']\n"), fake)
     assert len(listed["_meta"]["hostvars"]) == 12
     assert fake.requests["cloud /v1/servers"] == 3
     assert fake.requests["robot /robot/server"] == 2
@@ -236,7 +312,7 @@ def test_playbook_fails_too_when_discovery_fails(fake, production):
 def test_duplicate_names_across_apis_fail(tmp_path):
     clash = FakeHetzner(make_cloud_servers(2), [robot_server(0, name="cloud-0001", ip="198.18.9.9")]).start()
     try:
-        result = inventory(source_file(tmp_path, ""), clash, check=False)
+        result = inventory(source_file(tmp_path, "robot_adopt: [cloud-0001]\n"), clash, check=False)
     finally:
         clash.stop()
     assert result.returncode != 0

@@ -95,8 +95,17 @@ options:
     type: list
     elements: str
     default: [ready]
+  robot_adopt:
+    description:
+      - The dedicated servers this fleet takes over, by server name, number or shell-style
+        pattern (V(ax-fsn-*)). Only these join (as base hosts, with a default-deny firewall
+        and a replaced sshd configuration), so an account's other servers are left alone.
+      - Empty (the default) adopts none. Servers that are cancelled are never adopted.
+    type: list
+    elements: str
+    default: []
   robot_default_labels:
-    description: Labels every dedicated server gets (Robot has no labels of its own).
+    description: Labels every adopted dedicated server gets (Robot has no labels of its own).
     type: dict
     default:
       layer: base
@@ -142,7 +151,7 @@ options:
     default: 120
 notes:
   - A relative O(cache_connection) is resolved against the inventory file's directory.
-  - The cache is keyed on the inventory file, on every option that changes the API queries, and on the account: a salted hash of the credentials (never the credentials), so a staging token never reads a production cache.
+  - The cache is keyed on the inventory file, on every option that changes the API queries, and on the account (a salted hash of the credentials, never the credentials), so a staging token never reads a production cache.
 """
 
 EXAMPLES = r"""
@@ -165,6 +174,7 @@ keyed_groups:
 """
 
 import base64
+import fnmatch
 import hashlib
 import ipaddress
 import json
@@ -172,7 +182,7 @@ import os
 import re
 import time
 from urllib.error import HTTPError, URLError
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import yaml
 from ansible.errors import AnsibleError, AnsibleParserError
@@ -253,9 +263,10 @@ class _Api:
         """(status, headers, body, transport error) of one request."""
         self.requests += 1
         try:
+            # No redirects: urllib would send the credentials on to wherever one points.
             reply = open_url(self.base_url + target, method="GET", timeout=self.timeout, use_netrc=False,
                              headers={"Authorization": self._authorization, "Accept": "application/json"},
-                             http_agent="wrinklefree-deployer hetzner_fleet")
+                             http_agent="wrinklefree-deployer hetzner_fleet", follow_redirects="none")
             return 200, reply.headers, reply.read(), None
         except HTTPError as exc:
             return exc.code, exc.headers, exc.read(), None
@@ -263,6 +274,8 @@ class _Api:
             return None, {}, b"", f"cannot reach {self.base_url}: {getattr(exc, 'reason', exc)}"
 
     def _describe(self, status, error):
+        if status in (301, 302, 303, 307, 308):
+            return f"HTTP {status}: a redirect, not followed (it would carry the credentials elsewhere); check the endpoint"
         detail = f"{error.get('code', '')}: {error.get('message', '')}" if error else "no error body"
         if status in (401, 403) and error.get("code") != "RATE_LIMIT_EXCEEDED":
             detail += f" (check {self.credentials})"
@@ -303,6 +316,15 @@ def _rate_limit_hint(status, headers, error):
         return (f"; Robot allows {error.get('max_request', '?')} requests per {error.get('interval', '?')} s; "
                 "enable the inventory cache to spend fewer requests")
     return ""
+
+
+def _is_loopback(hostname):
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname or "").is_loopback
+    except ValueError:
+        return False
 
 
 def _int_header(headers, name):
@@ -376,7 +398,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _query_fingerprint(self):
         """What the API answers depend on, so a changed selector, endpoint or account misses the
         cache: the credentials enter only as a slow salted hash (a Robot password may be weak)."""
-        options = ("cloud", "cloud_endpoint", "cloud_label_selector", "cloud_status", "robot", "robot_endpoint")
+        options = ("cloud", "cloud_endpoint", "cloud_label_selector", "cloud_status", "robot", "robot_endpoint",
+                   "robot_status", "robot_adopt")
         query = [to_text(self.templar.template(self.get_option(o))) for o in options]
         credentials = [self._secret("cloud_token", "cloud") if self.get_option("cloud") else "",
                        (self._secret("robot_user", "robot") + ":" + self._secret("robot_password", "robot"))
@@ -385,7 +408,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return hashlib.sha256(json.dumps([query, account], sort_keys=True).encode()).hexdigest()
 
     def _api(self, label, endpoint_option, authorization, credentials):
-        return _Api(label, to_text(self.templar.template(self.get_option(endpoint_option))), authorization, credentials,
+        endpoint = to_text(self.templar.template(self.get_option(endpoint_option)))
+        parts = urlsplit(endpoint)
+        if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(parts.hostname)):
+            raise AnsibleParserError(f"hetzner_fleet: {endpoint_option} must be an https:// URL (http:// only on "
+                                     f"loopback, for a local test API), got {endpoint!r}")
+        return _Api(label, endpoint, authorization, credentials,
                     self.get_option("timeout"), float(self.get_option("retry_max_wait")), self.display)
 
     # -- the APIs ----------------------------------------------------------------------------
@@ -399,7 +427,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             query["label_selector"] = self.get_option("cloud_label_selector")
         if self.get_option("cloud_status"):
             query["status"] = self.get_option("cloud_status")
-        servers, page = [], 1
+        servers, page, totals = [], 1, set()
         while page:
             reply = api.get("/servers", {**query, "page": page})
             try:
@@ -409,7 +437,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 raise HetznerApiError(f"{api.label}: GET /servers page {page}: unexpected reply, no {exc}") from None
             if next_page is not None and (not isinstance(next_page, int) or next_page <= page):
                 raise HetznerApiError(f"{api.label}: GET /servers page {page}: next_page {next_page!r} does not advance")
+            if isinstance(reply["meta"]["pagination"].get("total_entries"), int):
+                totals.add(reply["meta"]["pagination"]["total_entries"])
             page = next_page
+        # A server created or deleted between two pages shifts the rest: one missed, or listed
+        # twice. Hetzner may leave total_entries null; what it gives must agree on every page.
+        if len(totals) > 1 or (totals and totals != {len(servers)}) or len({s.get("id") for s in servers}) != len(servers):
+            raise HetznerApiError(f"{api.label}: GET /servers returned {len(servers)} servers, but total_entries said "
+                                  f"{' then '.join(map(str, sorted(totals, reverse=True)))}: the fleet changed while it "
+                                  "was read; run again")
         self.display.vvv(f"hetzner_fleet: {api.label}: {len(servers)} servers in {api.requests} requests")
         return servers
 
@@ -426,7 +462,19 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         except (KeyError, TypeError) as exc:
             raise HetznerApiError(f"{api.label}: GET /server: unexpected reply, no {exc}") from None
         statuses = self.get_option("robot_status")
-        return [s for s in servers if not statuses or s.get("status") in statuses]
+        servers = [s for s in servers if not statuses or s.get("status") in statuses]
+        adopted = []
+        for server in servers:
+            name = server.get("server_name") or f"robot-{server.get('server_number')}"
+            if not any(fnmatch.fnmatchcase(key, pattern) for pattern in self.get_option("robot_adopt")
+                       for key in (name, str(server.get("server_number")))):
+                self.display.vv(f"hetzner_fleet: Robot server {name} is not in robot_adopt: left alone")
+            elif server.get("cancelled"):
+                self.display.warning(f"hetzner_fleet: Robot server {name} is cancelled (paid until "
+                                     f"{server.get('paid_until', '?')}): not adopted; take it out of robot_adopt")
+            else:
+                adopted.append(server)
+        return adopted
 
     # -- the inventory -----------------------------------------------------------------------
     def _populate(self, servers):
