@@ -27,6 +27,9 @@ CASES = {
     ),
     "bad-key": ({"base_admin_ssh_public_keys": ["not a key"]}, "base_admin_ssh_public_keys must hold"),
     "root-lockout": ({"base_ssh_permit_root_login": "no"}, "base_ssh_permit_root_login is \"no\""),
+    "allow-users-without-ansible": ({"base_ssh_allow_users": ["deploy"]}, "leaves out root: sshd would refuse Ansible"),
+    "allow-users-without-admin": (
+        {"base_ssh_allow_users": ["root@10.0.0.1", "ops"]}, "leaves out deploy: sshd would refuse the admin user"),
     "root-login-choice": ({"base_ssh_permit_root_login": "yes"}, "base_ssh_permit_root_login"),
     "wg-typo": ({"wireguard_prot": 51821}, "unknown variable wireguard_prot (did you mean wireguard_port?)"),
     "wg-port": ({"wireguard_port": 0}, "wireguard_port must be 1-65535, got 0"),
@@ -43,6 +46,16 @@ CASES = {
         {"wireguard_address": "10.100.0.9", "wireguard_external_peers": [
             {"name": "laptop", "public_key": "x" * 42 + "A=", "address": "10.100.0.9"}]},
         "duplicate address 10.100.0.9 for external peer laptop and closed-a",
+    ),
+    "wg-peer-default-route": (
+        {"wireguard_external_peers": [{"name": "laptop", "public_key": "x" * 42 + "A=", "address": "10.100.255.1",
+                                       "allowed_ips": ["0.0.0.0/0"]}]},
+        "wireguard_external_peers[0] (laptop): allowed_ips 0.0.0.0/0 is a default route",
+    ),
+    "wg-peer-route-over-ssh": (
+        {"wireguard_external_peers": [{"name": "vpn", "public_key": "x" * 42 + "A=", "address": "10.100.255.1",
+                                       "allowed_ips": ["0.0.0.0/1", "128.0.0.0/1"]}]},
+        "allowed_ips 0.0.0.0/1 overlaps the address Ansible reaches closed-a at (127.0.0.1/32)",
     ),
     "wg-plan-outside-network": (
         {"wireguard_address_plan": [{"name": "far", "cidr": "10.200.0.0/24"}]},
@@ -65,7 +78,8 @@ CASES = {
         "bitnet_models[0] (m)",
     ),
     "bitnet-wildcard": ({"bitnet_server_bind": "0.0.0.0"}, 'a single address, never a wildcard, got "0.0.0.0"'),
-    "bitnet-branch": ({"bitnet_version": "main"}, 'bitnet_version must be a commit (7 to 40 lowercase hex digits), got "main"'),
+    "bitnet-branch": ({"bitnet_version": "main"}, 'bitnet_version must be a whole commit id (40 lowercase hex digits'),
+    "bitnet-short-commit": ({"bitnet_version": "c82b5e6"}, 'a short one can become ambiguous), got "c82b5e6"'),
     "frontdoor-typo": ({"frontdoor_treshold": 4}, "unknown variable frontdoor_treshold (did you mean frontdoor_threshold?)"),
     "frontdoor-slots": ({"frontdoor_slots": 0}, "frontdoor_slots must be unset or at least 1, got 0"),
     "frontdoor-threshold": ({"frontdoor_threshold": 0}, "frontdoor_threshold unset or at least 1, got 0"),
@@ -119,6 +133,18 @@ def test_good_values_reach_the_host(closed_host):
     """The control case: valid input passes validation and only then meets the closed port."""
     runner = playbook("playbooks/site.yml", closed_host, extravars={"base_admin_ssh_public_keys": [GOOD_KEY]})
     assert runner.stats["dark"] == dict.fromkeys(CLOSED, 1), output(runner)[-3000:]
+
+
+def test_one_hosts_bad_input_stops_every_host(closed_host, tmp_path):
+    """A value wrong on one host only: preflight stops the others too, before any contact."""
+    inventory = yaml.safe_load(closed_host.read_text())
+    inventory["all"]["children"]["base"]["hosts"]["closed-a"]["base_ssh_allow_users"] = ["ops"]
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    runner = playbook("playbooks/site.yml", tmp_path / "hosts.yml", extravars={"base_admin_ssh_public_keys": [GOOD_KEY]})
+    text = output(runner)
+    assert runner.rc != 0 and runner.stats["failures"] == {"closed-a": 1}, text[-3000:]
+    assert runner.stats["dark"] == {}, "closed-b was contacted after closed-a failed preflight"
+    assert "base_ssh_allow_users on closed-a (ops) leaves out root and deploy" in " ".join(text.split())
 
 
 @pytest.mark.parametrize(("path", "extravars", "message"), [

@@ -163,3 +163,55 @@ def test_ssh_dropped_during_the_build_leaves_the_old_release_serving(fault_lab):
     assert len(set(after.values())) == 1 and set(after.values()) != set(before.values())
     assert all(serving(host) for host in HOSTS)
     assert_whole(fault_lab)
+
+
+def test_a_reload_lost_with_the_controller_is_made_by_the_next_run(fault_lab):
+    """The controller dies after the firewall file is written and before its handler: the next
+    run finds the file unchanged, yet loads it, because what was loaded last is recorded."""
+    host, probe = HOSTS[1], {"base_firewall_allow": [{"name": "probe", "port": 9999}]}
+    cut = threading.Event()
+    runner = playbook("playbooks/base.yml", fault_lab, extravars=probe, cmdline=f"--limit {host}",
+                      event_handler=at_task_start("Base | unattended-upgrades schedule", lambda _: cut.set()),
+                      cancel_callback=cut.is_set)
+    assert runner.status == "canceled", runner.status
+    assert "dport 9999" in sh(host, "cat /etc/nftables.conf").stdout
+    assert "dport 9999" not in sh(host, "nft list chain inet wrinklefree input").stdout
+    runner = playbook("playbooks/base.yml", fault_lab, extravars=probe, cmdline=f"--limit {host}")
+    assert runner.rc == 0 and "dport 9999" in sh(host, "nft list chain inet wrinklefree input").stdout
+    runner = playbook("playbooks/base.yml", fault_lab, cmdline=f"--limit {host}")
+    assert runner.rc == 0 and "dport 9999" not in sh(host, "nft list chain inet wrinklefree input").stdout
+    assert_whole(fault_lab)
+
+
+def reachable(lab, host: str, port: int) -> bool:
+    return adhoc("ansible.builtin.ping", "", lab, pattern=host, cmdline=f"-e ansible_port={port}").rc == 0
+
+
+def test_ssh_port_moves_under_socket_activation_without_a_lockout(fault_lab):
+    """Ubuntu 24.04's sshd, reproduced on Debian 12: ssh.socket in place of ssh.service, which
+    listens where its unit says whatever sshd_config holds. The port moves and back, each time
+    with both ports open until Ansible has logged in on the new one; the inventory still says 22
+    and a rerun finds the new port by itself."""
+    host = HOSTS[0]
+    sh(host, "systemctl disable --now ssh.service && systemctl enable --now ssh.socket")
+    try:
+        runner = playbook("playbooks/base.yml", fault_lab, extravars={"base_ssh_port": 2222}, cmdline=f"--limit {host}")
+        assert runner.rc == 0, output(runner)[-4000:]
+        assert "set ansible_port: 2222" in " ".join(output(runner).split())
+        listening = sh(host, "ss -Hltn | awk '{print $4}'").stdout.split()
+        assert any(a.endswith(":2222") for a in listening) and not any(a.endswith(":22") for a in listening), listening
+        assert "tcp dport 2222 accept" in sh(host, "nft list chain inet wrinklefree input").stdout
+        assert reachable(fault_lab, host, 2222) and not reachable(fault_lab, host, 22)
+        again = playbook("playbooks/base.yml", fault_lab, extravars={"base_ssh_port": 2222}, cmdline=f"--limit {host}")
+        assert again.rc == 0 and changed_hosts(again) == {}, output(again)[-4000:]
+        # Back to 22, the inventory now naming 2222 as the operator was told.
+        host_vars = fault_lab.inventory / "host_vars"
+        host_vars.mkdir(exist_ok=True)
+        (host_vars / f"{host}.yml").write_text("ansible_port: 2222\n")
+        back = playbook("playbooks/base.yml", fault_lab, cmdline=f"--limit {host}")
+        (host_vars / f"{host}.yml").unlink()
+        assert back.rc == 0, output(back)[-4000:]
+        assert reachable(fault_lab, host, 22) and not reachable(fault_lab, host, 2222)
+    finally:
+        sh(host, "systemctl disable --now ssh.socket; systemctl enable --now ssh.service", check=False)
+    assert_whole(fault_lab)

@@ -31,7 +31,7 @@ def wheelhouse(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pool_vars(wheelhouse):
-    return {"base_ssh_allow_tcp_forwarding": True, "skypilot_node_pool_deploy": False,
+    return {"base_ssh_tcp_forwarding_users": ["skypilot"], "skypilot_node_pool_deploy": False,
             "skypilot_node_pool_wheelhouse": str(wheelhouse)}
 
 
@@ -56,17 +56,39 @@ def test_pool_file_lists_every_host_by_its_mesh_address(pool_lab, converged):
     sh(pool_lab.host(1), "/opt/skypilot/bin/python -c 'import sky; assert sky.__version__ == \"0.14.1\"'")
 
 
-def test_controller_logs_in_over_the_mesh_with_sudo_and_forwarding(pool_lab, converged):
+SSH = "ssh -i ~/.ssh/sky-node-pool -o BatchMode=yes -o StrictHostKeyChecking=accept-new"
+
+
+def forward(host: str, port: int, target: str, address: str) -> str:
+    """What comes back through `ssh -L port:target` from `host` to the pool user at `address`."""
+    return sh(host, f"{SSH} -f -o ExitOnForwardFailure=yes -L {port}:{target} skypilot@{address} sleep 5 && "
+                    f"timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}; head -c 7 <&3' || true")
+
+
+def test_controller_logs_in_over_the_mesh_with_sudo_and_the_k3s_tunnel_only(pool_lab, converged):
     mesh = yaml.safe_load((pool_lab.inventory / "wireguard-addresses.yml").read_text())
-    ssh = "ssh -i ~/.ssh/sky-node-pool -o BatchMode=yes -o StrictHostKeyChecking=accept-new"
     for port, host in ((18022, pool_lab.host(2)), (18023, pool_lab.host(3))):
         address = mesh[host]["address"]
-        assert sh(pool_lab.host(1), f"{ssh} skypilot@{address} 'sudo -n id -un'").strip() == "root"
-        # SkyPilot tunnels over SSH: a local forward to the pool host's sshd must carry traffic.
-        banner = sh(pool_lab.host(1), f"{ssh} -f -o ExitOnForwardFailure=yes -L {port}:127.0.0.1:22 "
-                                      f"skypilot@{address} sleep 5 && timeout 3 bash -c "
-                                      f"'exec 3<>/dev/tcp/127.0.0.1/{port}; head -c 7 <&3'")
-        assert banner == "SSH-2.0"
+        assert sh(pool_lab.host(1), f"{SSH} skypilot@{address} 'sudo -n id -un'").strip() == "root"
+        # sky ssh up's tunnel to k3s's API (a stand-in listens on 6443) carries traffic; a forward
+        # anywhere else (the host's sshd) is refused.
+        sh(host, "systemd-run --quiet --unit=fake-k3s-api -p RuntimeMaxSec=30 python3 -c \""
+                 "import socket; s = socket.create_server(('127.0.0.1', 6443)); c, _ = s.accept(); c.sendall(b'K3S-API')\"")
+        assert forward(pool_lab.host(1), port, "127.0.0.1:6443", address) == "K3S-API"
+        assert forward(pool_lab.host(1), port + 100, "127.0.0.1:22", address) == ""
+    # Another pool host holding the controller's key is not the controller: refused.
+    key = sh(pool_lab.host(1), "cat ~/.ssh/sky-node-pool")
+    sh(pool_lab.host(2), f"umask 077 && mkdir -p ~/.ssh && cat > ~/.ssh/sky-node-pool <<'EOF'\n{key}EOF")
+    try:
+        refused = subprocess.run(["podman", "exec", pool_lab.host(2), "bash", "-c",
+                                  f"{SSH} skypilot@{mesh[pool_lab.host(3)]['address']} true"],
+                                 env=env(), capture_output=True, text=True)
+        assert refused.returncode == 255 and "Permission denied" in refused.stderr
+    finally:
+        sh(pool_lab.host(2), "rm -f ~/.ssh/sky-node-pool")
+    # Forwarding is the pool user's alone.
+    config = sh(pool_lab.host(2), "sshd -T -C user=deploy,host=x,addr=10.0.0.1 | grep -i ^allowtcpforwarding")
+    assert config.split() == ["allowtcpforwarding", "no"]
 
 
 def test_k3s_will_open_no_port_past_the_firewall(pool_lab, converged):
@@ -89,10 +111,12 @@ def test_private_key_stays_on_the_controller_host(pool_lab, converged):
 
 
 @pytest.mark.parametrize("extravars,message", [
-    ({"base_ssh_allow_tcp_forwarding": False},
-     "The SkyPilot node pool needs SSH TCP forwarding on its hosts, which the base role disables by default: "
-     "set base_ssh_allow_tcp_forwarding: true for group bitnet"),
-    ({"base_ssh_allow_users": ["deploy"]}, "leaves out skypilot: add it, or SkyPilot cannot log in"),
+    ({"base_ssh_tcp_forwarding_users": ["deploy"]},
+     "The SkyPilot node pool tunnels over SSH, which the base role forbids by default: "
+     "set base_ssh_tcp_forwarding_users: [skypilot] for group bitnet"),
+    ({"skypilot_node_pool_user": "deploy"}, "skypilot_node_pool_user must be a login name of its own, not root"),
+    ({"skypilot_node_pool_user": "root"}, "skypilot_node_pool_user must be a login name of its own"),
+    ({"base_ssh_allow_users": ["root", "deploy"]}, "leaves out skypilot: add it, or SkyPilot cannot log in"),
     ({"skypilot_node_pool_name": "Hetzner_Base"}, "skypilot_node_pool_name must be lowercase"),
 ])
 def test_conflicts_with_the_base_role_fail_before_any_change(pool_lab, pool_vars, converged, extravars, message):
@@ -131,3 +155,13 @@ def test_add_host_joins_the_mesh_and_the_pool_again(pool_lab, pool_vars, converg
         sh(host, f"for i in 1 2 3 4 5 6; do ping -c1 -W1 {mesh[back]['address']} >/dev/null && exit 0; sleep 1; done; exit 1")
     pool = yaml.safe_load(sh(pool_lab.host(1), "cat ~/.sky/ssh_node_pools.yaml"))
     assert mesh[back]["address"] in pool["hetzner-base"]["hosts"]
+
+
+def test_remove_host_takes_the_pool_access_off_a_host_that_answers(pool_lab, pool_vars, converged):
+    """Last of the module: the pool user, its key and sudo, and k3s's configuration leave with the host."""
+    gone = pool_lab.host(3)
+    assert sh(gone, "getent passwd skypilot || true") != ""
+    runner = playbook("playbooks/runbooks/remove-host.yml", pool_lab, extravars={**pool_vars, "host": gone})
+    assert runner.rc == 0, output(runner)[-4000:]
+    assert sh(gone, "getent passwd skypilot; ls -d /home/skypilot /etc/sudoers.d/90-skypilot-node-pool "
+                    "/etc/rancher/k3s/config.yaml 2>/dev/null || true") == ""

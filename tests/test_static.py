@@ -80,7 +80,7 @@ def test_wireguard_role_docs_render():
 
 def test_node_pool_role_docs_render():
     out = run("ansible-doc", "-t", "role", "-r", "roles", "skypilot_node_pool").stdout
-    assert "base_ssh_allow_tcp_forwarding" in out and "skypilot_node_pool_wheelhouse" in out
+    assert "base_ssh_tcp_forwarding_users" in out and "skypilot_node_pool_wheelhouse" in out and "ENTRY POINT: *leave*" in out
 
 
 def test_bitnet_role_docs_render():
