@@ -73,11 +73,13 @@ def main() -> None:
     vm = cloud_vm.CloudVM(INVENTORY, str(subnet[101]))
     vm.ssh("systemctl stop sky-run", check=False)
     with tempfile.TemporaryDirectory() as tmp:
-        cloud_vm.start_replica(vm, cloud_vm.burst_spec(INVENTORY, Path(tmp), KEY), KEY)
+        cloud_vm.start_replica(vm, cloud_vm.burst_spec(INVENTORY, Path(tmp), KEY, vm.address), KEY)
 
     print(f"front door on {edge} ({address}:8000), {hosts} base servers x {slots} slots, burst replica on {vm.address}")
     frontdoor(frontdoor_burst=False)
-    direct = on_edge(edge, fact["bind"], str(model["port"]), "1", str(args.seconds))
+    # Direct, a client sends the base servers' key itself (the front door adds it for its clients).
+    base_key = (INVENTORY / ".state" / "bitnet-api-key").read_text().strip()
+    direct = on_edge(edge, fact["bind"], str(model["port"]), "1", str(args.seconds), "16", base_key)
     through = on_edge(edge, address, "8000", "1", str(args.seconds))
     print(line("one client, one server direct", direct))
     print(line("one client, through the front door", through, direct))

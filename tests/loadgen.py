@@ -71,7 +71,8 @@ def load(host: str, port: int, clients: int, seconds: float, n_predict: int = 16
 
 
 if __name__ == "__main__":
+    # HOST PORT CLIENTS SECONDS [N_PREDICT [KEY]]
     done = load(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]),
-                int(sys.argv[5]) if len(sys.argv) > 5 else 16)
+                int(sys.argv[5]) if len(sys.argv) > 5 else 16, sys.argv[6] if len(sys.argv) > 6 else "")
     print(json.dumps({"requests": len(done.statuses), "failed": done.failed, "seconds": round(done.seconds, 3),
                       "rate": round(done.rate(), 2), "p50": round(done.percentile(0.5), 4), "p99": round(done.percentile(0.99), 4)}))

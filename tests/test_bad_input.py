@@ -83,6 +83,8 @@ CASES = {
     "frontdoor-typo": ({"frontdoor_treshold": 4}, "unknown variable frontdoor_treshold (did you mean frontdoor_threshold?)"),
     "frontdoor-slots": ({"frontdoor_slots": 0}, "frontdoor_slots must be unset or at least 1, got 0"),
     "frontdoor-threshold": ({"frontdoor_threshold": 0}, "frontdoor_threshold unset or at least 1, got 0"),
+    "frontdoor-rate-limit": ({"frontdoor_rate_limit": -1}, "frontdoor_rate_limit must be 0 (none) or more, got -1"),
+    "bitnet-short-api-key": ({"bitnet_server_api_key": "short"}, "bitnet_server_api_key must be empty or at least 16 characters"),
     "frontdoor-public-bind": (
         {"frontdoor_bind": "203.0.113.7"},
         "frontdoor_bind 203.0.113.7 is a public address: set frontdoor_tls_certificate (a PEM file) and frontdoor_api_keys",

@@ -34,13 +34,24 @@ def fact(host: str) -> dict:
     return json.loads(sh(host, "cat /etc/ansible/facts.d/bitnet.fact").stdout)
 
 
-def http(host: str, address: str, path: str, body: dict | None = None, port: int = 8080) -> dict:
-    """A request from `host` to a server on `address` (the mesh, which the controller is not on)."""
-    script = ("import json, sys, urllib.request; "
-              "data = sys.argv[2].encode() if sys.argv[2] else None; "
-              "print(urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=data), timeout=10).read().decode())")
+HTTP = ("import json, sys, urllib.error, urllib.request; "
+        "data = sys.argv[2].encode() if sys.argv[2] else None; "
+        "headers = {'Authorization': 'Bearer ' + sys.argv[3]} if sys.argv[3] else {}\n"
+        "try: print(urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=data, headers=headers), timeout=10).read().decode())\n"
+        "except urllib.error.HTTPError as e: print(json.dumps({'http_status': e.code}))")
+
+
+def api_key(host: str) -> str:
+    """The base servers' key, as `host` holds it for its own servers (the lab sets one)."""
+    return sh(host, "cat /etc/bitnet/api-key 2>/dev/null || true").stdout.strip()
+
+
+def http(host: str, address: str, path: str, body: dict | None = None, port: int = 8080, key: str | None = None) -> dict:
+    """A request from `host` to a server on `address` (the mesh, which the controller is not on),
+    with the servers' key unless `key` says otherwise ("" for none); an HTTP error as {http_status}."""
     url = f"http://{address}:{port}{path}"
-    proc = subprocess.run(["podman", "exec", host, "python3", "-c", script, url, json.dumps(body) if body else ""],
+    key = api_key(host) if key is None else key
+    proc = subprocess.run(["podman", "exec", host, "python3", "-c", HTTP, url, json.dumps(body) if body else "", key],
                           env=env(), check=True, capture_output=True, text=True)
     return json.loads(proc.stdout)
 
@@ -120,6 +131,21 @@ def test_site_builds_once_and_serves_on_the_mesh(fleet_first_run):
     completion = http(HOSTS[1], facts[HOSTS[0]]["bind"], "/completion", {"prompt": "Hello", "n_predict": 4})
     assert completion["tokens_predicted"] == 4 and len(completion["content"].split()) >= 4
     assert sh(HOSTS[0], "systemctl is-enabled bitnet-server@tiny").stdout.strip() == "enabled"
+
+
+def test_servers_ask_every_request_but_health_for_the_key(fleet_first_run):
+    """A mesh peer (here another host) without the key gets /health and nothing else; the key
+    lives in a 0600 file of the service user, never in the env file or on a command line."""
+    bind = fact(HOSTS[0])["bind"]
+    key = api_key(HOSTS[0])
+    assert len(key) >= 16
+    assert http(HOSTS[1], bind, "/health", key="") == {"status": "ok"}
+    for path, body in (("/completion", {"prompt": "Hi", "n_predict": 2}), ("/props", None), ("/metrics", None)):
+        assert http(HOSTS[1], bind, path, body, key="") == {"http_status": 401}, path
+        assert http(HOSTS[1], bind, path, body, key="wrong-key-0123456789abcdef") == {"http_status": 401}, path
+    assert http(HOSTS[1], bind, "/completion", {"prompt": "Hi", "n_predict": 2})["tokens_predicted"] == 2
+    assert sh(HOSTS[0], "stat -c '%a %U' /etc/bitnet/api-key").stdout.split() == ["600", "bitnet"]
+    assert key not in sh(HOSTS[0], "cat /etc/bitnet/*.env; ps -eo args").stdout
 
 
 def test_second_run_and_check_mode_change_nothing(fleet_second_run, fleet_check_run):

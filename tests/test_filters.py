@@ -244,11 +244,11 @@ def test_server_args_take_the_models_own_values_first():
 
 
 def test_front_door_servers_from_facts():
-    facts = {"b": {"bind": "10.100.0.2", "models": [{"name": "m", "port": 8080, "parallel": 4}]},
+    facts = {"b": {"bind": "10.100.0.2", "auth": True, "models": [{"name": "m", "port": 8080, "parallel": 4}]},
              "a": {"bind": "fd00::1", "models": [{"name": "m", "port": 8081, "parallel": 2}]},
              "c": {}, "d": {"bind": "10.100.0.4", "models": [{"name": "other", "port": 8080}]}}
-    assert frontdoor_servers(facts, "m") == [{"name": "a", "address": "fd00::1", "port": 8081, "slots": 2},
-                                            {"name": "b", "address": "10.100.0.2", "port": 8080, "slots": 4}]
+    assert frontdoor_servers(facts, "m") == [{"name": "a", "address": "fd00::1", "port": 8081, "slots": 2, "auth": False},
+                                            {"name": "b", "address": "10.100.0.2", "port": 8080, "slots": 4, "auth": True}]
     assert [s["slots"] for s in frontdoor_servers(facts, "m", 6)] == [6, 6]
 
 

@@ -63,6 +63,18 @@ def test_status_fails_naming_a_server_that_is_down(converged):
         sh(HOSTS[2], "systemctl start bitnet-server@tiny")
 
 
+def test_status_sees_a_server_the_mesh_cannot_reach(converged):
+    """A server that runs but that the firewall keeps from the mesh is unhealthy: /health is asked
+    from a peer, not over the host's own loopback (which the firewall always lets through)."""
+    sh(HOSTS[1], "nft insert rule inet wrinklefree input tcp dport 8080 drop")
+    try:
+        runner = playbook("playbooks/runbooks/status.yml", converged)
+        assert runner.rc != 0
+        assert f"unhealthy: {HOSTS[1]}: llama-server tiny unhealthy" in " ".join(output(runner).split())
+    finally:
+        sh(HOSTS[1], "systemctl reload nftables")
+
+
 def test_rolling_upgrade_stops_and_rolls_back_a_failing_host(converged):
     mirror = converged.inventory / ".state" / "mirror" / "models"
     run("python3", ROOT / "tests/fixtures/bitnet/make_gguf.py", mirror / "tiny2.gguf", "--name", "tiny-2", "--seed", "2")

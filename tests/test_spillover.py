@@ -17,7 +17,7 @@ import pytest
 import cloud_vm
 from helpers import output, playbook
 from loadgen import load
-from test_bitnet import fact, sh
+from test_bitnet import api_key, fact, sh
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
 
@@ -117,7 +117,7 @@ def counters(fleet, burst_vm) -> dict[str, int]:
     """Completions so far: each base server's and the VM's own count, and HAProxy's per backend."""
     base = 0
     for host in fleet.hosts():
-        text = sh(host, fetch(f"http://{fact(host)['bind']}:8080/metrics")).stdout
+        text = sh(host, fetch(f"http://{fact(host)['bind']}:8080/metrics", api_key(host))).stdout
         base += metric(text, "llamacpp:tokens_predicted_total")
     burst = metric(burst_vm.ssh(fetch("http://127.0.0.1:8080/metrics", KEY)).stdout, "llamacpp:tokens_predicted_total")
     rows = stats(fleet.host(1))
@@ -215,3 +215,14 @@ def test_front_door_sends_nothing_to_a_burst_endpoint_it_cannot_verify(fleet, bu
     after = counters(fleet, burst_vm)
     assert result.failed > 0 and set(result.statuses) <= {200, 503}, result.statuses
     assert after["burst"] == before["burst"] and handshakes(burst_vm) == tls_before
+
+
+def test_front_door_limits_each_client_address(fleet, burst_vm, burst_spec, front_door):
+    """frontdoor_rate_limit: 5 requests per 10 s from one address, then 429 without asking a server."""
+    runner = playbook("playbooks/runbooks/burst.yml", fleet, extravars=burst_vars(burst_vm, burst_spec, frontdoor_rate_limit=5))
+    assert runner.rc == 0, output(runner)[-4000:]
+    before = counters(fleet, burst_vm)
+    result = load(front_door, 8000, clients=1, seconds=3, n_predict=N_PREDICT)
+    after = counters(fleet, burst_vm)
+    assert result.statuses.count(200) == 5 and set(result.statuses) == {200, 429}, result.statuses
+    assert (after["base"] + after["burst"]) - (before["base"] + before["burst"]) == 5
