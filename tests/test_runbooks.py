@@ -53,26 +53,20 @@ def test_status_reports_every_host_with_cost_per_token(converged, tmp_path):
     assert re.search(r"TOTAL +3/3", output(runner))
 
 
-def test_status_fails_naming_a_server_that_is_down(converged):
-    sh(HOSTS[2], "systemctl stop bitnet-server@tiny")
+# A server that is down, and one that runs but that the firewall keeps from the mesh: /health is
+# asked from a peer, not over the host's own loopback (which the firewall always lets through).
+@pytest.mark.parametrize("host,fault,repair", [
+    (HOSTS[2], "systemctl stop bitnet-server@tiny", "systemctl start bitnet-server@tiny"),
+    (HOSTS[1], "nft insert rule inet wrinklefree input tcp dport 8080 drop", "systemctl reload nftables"),
+], ids=["down", "closed-to-the-mesh"])
+def test_status_fails_naming_a_server_the_mesh_cannot_use(converged, host, fault, repair):
+    sh(host, fault)
     try:
         runner = playbook("playbooks/runbooks/status.yml", converged)
         assert runner.rc != 0
-        assert f"unhealthy: {HOSTS[2]}: llama-server tiny unhealthy" in " ".join(output(runner).split())
+        assert f"unhealthy: {host}: llama-server tiny unhealthy" in " ".join(output(runner).split())
     finally:
-        sh(HOSTS[2], "systemctl start bitnet-server@tiny")
-
-
-def test_status_sees_a_server_the_mesh_cannot_reach(converged):
-    """A server that runs but that the firewall keeps from the mesh is unhealthy: /health is asked
-    from a peer, not over the host's own loopback (which the firewall always lets through)."""
-    sh(HOSTS[1], "nft insert rule inet wrinklefree input tcp dport 8080 drop")
-    try:
-        runner = playbook("playbooks/runbooks/status.yml", converged)
-        assert runner.rc != 0
-        assert f"unhealthy: {HOSTS[1]}: llama-server tiny unhealthy" in " ".join(output(runner).split())
-    finally:
-        sh(HOSTS[1], "systemctl reload nftables")
+        sh(host, repair)
 
 
 def test_rolling_upgrade_stops_and_rolls_back_a_failing_host(converged):
