@@ -95,9 +95,16 @@ def test_k3s_will_open_no_port_past_the_firewall(pool_lab, converged):
     """What sky ssh up's k3s reads when it starts: no servicelb, no traefik, NodePorts on the
     host's mesh address only (the lab stops short of installing k3s, which needs the internet)."""
     pool = yaml.safe_load(sh(pool_lab.host(1), "cat ~/.sky/ssh_node_pools.yaml"))
-    for host, address in zip([pool_lab.host(i) for i in (1, 2, 3)], next(iter(pool.values()))["hosts"]):
+    addresses = next(iter(pool.values()))["hosts"]
+    for host, address in zip([pool_lab.host(i) for i in (1, 2, 3)], addresses):
         config = yaml.safe_load(sh(host, "cat /etc/rancher/k3s/config.yaml"))
-        assert config == {"disable": ["servicelb", "traefik"], "kube-proxy-arg": [f"nodeport-addresses={address}/32"]}
+        assert config == {"disable": ["servicelb", "traefik"], "kube-proxy-arg": [f"nodeport-addresses={address}/32"],
+                          "node-ip": address, "flannel-iface": "wg0"}
+        # k3s's own ports, to the other pool hosts over the mesh only.
+        chain = sh(host, "nft list chain inet wrinklefree input")
+        for port in ("tcp dport 6443", "tcp dport 10250", "udp dport 8472"):
+            rule = next(line for line in chain.splitlines() if port in line)
+            assert 'iifname "wg0"' in rule and all(a in rule for a in addresses), rule
 
 
 def test_private_key_stays_on_the_controller_host(pool_lab, converged):
@@ -165,3 +172,4 @@ def test_remove_host_takes_the_pool_access_off_a_host_that_answers(pool_lab, poo
     assert runner.rc == 0, output(runner)[-4000:]
     assert sh(gone, "getent passwd skypilot; ls -d /home/skypilot /etc/sudoers.d/90-skypilot-node-pool "
                     "/etc/rancher/k3s/config.yaml 2>/dev/null || true") == ""
+    assert "dport 6443" not in sh(gone, "nft list chain inet wrinklefree input")
