@@ -72,6 +72,12 @@ CASES = {
         "bitnet_models[0] (m): name must be letters, digits and _.-; give exactly one of url and src; "
         "sha256 is required (bitnet_model_checksum_required)",
     ),
+    "bitnet-unhashed-venv": (
+        {"bitnet_venv_requirements": str(helpers.ROOT / "tests" / "fixtures" / "unhashed-requirements.txt")},
+        "every requirement pinned with == and hashed (uv pip compile --generate-hashes): "
+        "line 1: numpy==2.4.6 has no --hash; line 2: sentencepiece is not pinned with ==",
+    ),
+    "bitnet-relative-venv-lock": ({"bitnet_venv_requirements": "requirements.txt"}, "no such absolute path"),
     "bitnet-threads": ({"bitnet_server_threads": 0}, "bitnet_server_threads must be unset (physical cores) or at least 1, got 0"),
     "bitnet-model-threads": (
         {"bitnet_models": [{"name": "m", "src": "/m.gguf", "sha256": "0" * 64, "port": 8080, "threads": 0}]},
@@ -80,6 +86,21 @@ CASES = {
     "bitnet-wildcard": ({"bitnet_server_bind": "0.0.0.0"}, 'a single address, never a wildcard, got "0.0.0.0"'),
     "bitnet-branch": ({"bitnet_version": "main"}, 'bitnet_version must be a whole commit id (40 lowercase hex digits'),
     "bitnet-short-commit": ({"bitnet_version": "c82b5e6"}, 'a short one can become ambiguous), got "c82b5e6"'),
+    "admin-is-root": ({"base_admin_user": "root"}, "base_admin_user must be a valid login name other than root (got root)"),
+    "ssh-port-on-front-door": (
+        {"base_ssh_port": 8000},
+        "closed-a: base_ssh_port 8000, frontdoor_port 8000, the front door's statistics 8404 must be different TCP ports",
+    ),
+    "model-port-on-front-door": (
+        {"bitnet_models": [{"name": "m", "src": "/m.gguf", "sha256": "0" * 64, "port": 8000}]},
+        "base_ssh_port 22, frontdoor_port 8000, the front door's statistics 8404, bitnet_models m 8000 must be different",
+    ),
+    "service-user-is-admin": ({"bitnet_user": "deploy"}, "bitnet_user (deploy) must not be root, base_admin_user or ansible_user"),
+    "bitnet-user-root": ({"bitnet_user": "root"}, "bitnet_user must be a login name other than root"),
+    "wg-network-over-ansible": (
+        {"wireguard_network": "127.0.0.0/16", "wireguard_address_plan": [{"name": "lo", "cidr": "127.0.0.0/20", "group": "base"}]},
+        "wireguard_network 127.0.0.0/16 overlaps loopback (127.0.0.0/8)",
+    ),
     "frontdoor-typo": ({"frontdoor_treshold": 4}, "unknown variable frontdoor_treshold (did you mean frontdoor_threshold?)"),
     "frontdoor-slots": ({"frontdoor_slots": 0}, "frontdoor_slots must be unset or at least 1, got 0"),
     "frontdoor-threshold": ({"frontdoor_threshold": 0}, "frontdoor_threshold unset or at least 1, got 0"),

@@ -15,8 +15,10 @@ import yaml  # noqa: E402
 from bitnet import bitnet_cmake_args, bitnet_cpu_profile, bitnet_server_args  # noqa: E402
 from fleet_status import fleet_status  # noqa: E402
 from frontdoor import frontdoor_servers  # noqa: E402
+from pip_lock import pip_lock_problems  # noqa: E402
 from role_vars import unknown_role_vars  # noqa: E402
-from wireguard import wireguard_addresses, wireguard_registry, wireguard_route_conflicts  # noqa: E402
+from wireguard import (wireguard_addresses, wireguard_network_conflicts, wireguard_registry,  # noqa: E402
+                       wireguard_route_conflicts)
 
 KNOWN = ["base_ssh_port", "base_admin_user", "base_firewall_allow"]
 
@@ -272,3 +274,31 @@ def test_status_splits_requests_and_prices_the_split():
     assert "replica 1: AWS (us-east-1) spot READY" in report["table"] and "(25.0% burst)" in report["table"]
     alone = fleet_status({"h1": host}, {"cx22": 0.36})
     assert alone["split"]["burst_share"] == 0.0 and alone["totals"]["cost_per_1m_at_split"] == 1.0 and alone["burst"] is None
+
+
+def test_the_shipped_skypilot_lock_is_pinned_and_hashed():
+    for lock in (ROOT / "roles" / "skypilot_node_pool" / "files").glob("skypilot-*.txt"):
+        text = lock.read_text()
+        assert pip_lock_problems(text) == [] and f"\nskypilot=={lock.stem.split('-', 1)[1]} " in text
+
+
+def test_pip_lock_problems_name_each_unpinned_unhashed_or_option_line():
+    digest = "--hash=sha256:" + "a" * 64
+    text = (f"numpy\nrequests==2.32.0\n-r more.txt\n# a comment\nbar>=1 {digest}\n"
+            f"ok==1.0 ; python_version < '3.12' \\\n    {digest} \\\n    {digest}\n    # via skypilot\n"
+            "short==1 --hash=sha256:abc\n")
+    assert pip_lock_problems(text) == [
+        "line 1: numpy is not pinned with ==", "line 2: requests==2.32.0 has no --hash",
+        "line 3: option -r (only pinned, hashed requirements)", "line 5: bar>=1 is not pinned with ==",
+        "line 10: short==1 --hash=sha256:abc is not pinned with =="]
+
+
+def test_network_conflicts_name_what_the_mesh_would_take_over():
+    protected = {"the private network": "10.0.0.0/16", "the address Ansible reaches h1 at": "10.0.0.5",
+                 "loopback": "127.0.0.0/8", "h2's name": "h2.example", "IPv6 loopback": "::1/128"}
+    assert wireguard_network_conflicts("10.100.0.0/16", protected) == []
+    assert wireguard_network_conflicts("10.0.0.0/8", protected) == [
+        "wireguard_network 10.0.0.0/8 overlaps the private network (10.0.0.0/16): the mesh would take its traffic; "
+        "choose a range none of the hosts' networks uses",
+        "wireguard_network 10.0.0.0/8 overlaps the address Ansible reaches h1 at (10.0.0.5/32): the mesh would take "
+        "its traffic; choose a range none of the hosts' networks uses"]

@@ -5,14 +5,17 @@ checked by SkyPilot's loader, and SSH with TCP forwarding through the WireGuard 
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
 import yaml
 
-from helpers import changed_hosts, env, output, playbook, run
+from helpers import ROOT, changed_hosts, env, output, playbook, run
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("pool")]
+
+LOCK = ROOT / "roles" / "skypilot_node_pool" / "files" / "skypilot-0.14.1.txt"
 
 
 def sh(host: str, command: str) -> str:
@@ -22,10 +25,10 @@ def sh(host: str, command: str) -> str:
 
 @pytest.fixture(scope="module")
 def wheelhouse(tmp_path_factory):
-    """SkyPilot's wheels for the lab's Python 3.11, fetched on this machine."""
+    """The wheels of the role's SkyPilot lock for the lab's Python 3.11, fetched on this machine."""
     path = tmp_path_factory.mktemp("wheelhouse")
     run(".venv/bin/pip", "download", "-q", "-d", path, "--only-binary=:all:", "--python-version", "3.11",
-        "skypilot==0.14.1")
+        "--require-hashes", "-r", LOCK)
     return path
 
 
@@ -125,11 +128,36 @@ def test_private_key_stays_on_the_controller_host(pool_lab, converged):
     ({"skypilot_node_pool_user": "root"}, "skypilot_node_pool_user must be a login name of its own"),
     ({"base_ssh_allow_users": ["root", "deploy"]}, "leaves out skypilot: add it, or SkyPilot cannot log in"),
     ({"skypilot_node_pool_name": "Hetzner_Base"}, "skypilot_node_pool_name must be lowercase"),
+    ({"skypilot_node_pool_version": "0.15.0"},
+     "must be a hash lock pinning skypilot==0.15.0 (skypilot_node_pool_version), every requirement pinned with == "
+     "and hashed; make one with uv pip compile --universal --generate-hashes (roles/skypilot_node_pool/README.md). "
+     "Not found on the controller."),
+    ({"skypilot_node_pool_requirements": str(ROOT / "tests" / "fixtures" / "unhashed-requirements.txt")},
+     "line 1: numpy==2.4.6 has no --hash; line 2: sentencepiece is not pinned with =="),
 ])
 def test_conflicts_with_the_base_role_fail_before_any_change(pool_lab, pool_vars, converged, extravars, message):
     runner = playbook("playbooks/skypilot.yml", pool_lab, extravars={**pool_vars, **extravars})
     assert runner.rc != 0 and message in " ".join(output(runner).split())
     assert changed_hosts(runner) == {}
+
+
+def test_a_wheel_unlike_the_lock_is_never_installed(pool_lab, pool_vars, converged, tmp_path):
+    """pip checks what it downloads against the lock: a SkyPilot wheel whose digest differs from
+    the lock's (here the lock's digests are changed) fails the run, and nothing records it as
+    installed; the next run with the right lock installs it again."""
+    controller = pool_lab.host(1)
+    forged = tmp_path / "skypilot.txt"
+    forged.write_text(re.sub(r"(?ms)^skypilot==.*?(?=^\S)",
+                             lambda block: re.sub("sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, block.group(0)),
+                             LOCK.read_text()))
+    sh(controller, "/opt/skypilot/bin/pip uninstall -q -y skypilot")
+    runner = playbook("playbooks/skypilot.yml", pool_lab, cmdline="--tags skypilot",
+                      extravars={**pool_vars, "skypilot_node_pool_requirements": str(forged)})
+    assert runner.rc != 0 and "DO NOT MATCH THE HASHES" in output(runner), output(runner)[-4000:]
+    assert sh(controller, "cat /opt/skypilot/wrinklefree-requirements.txt") == LOCK.read_text().rstrip("\n")
+    runner = playbook("playbooks/skypilot.yml", pool_lab, extravars=pool_vars, cmdline="--tags skypilot")
+    assert runner.rc == 0, output(runner)[-4000:]
+    sh(controller, "/opt/skypilot/bin/python -c 'import sky; assert sky.__version__ == \"0.14.1\"'")
 
 
 def wg_peers(host: str) -> set[str]:

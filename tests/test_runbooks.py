@@ -69,6 +69,21 @@ def test_status_fails_naming_a_server_the_mesh_cannot_use(converged, host, fault
         sh(host, repair)
 
 
+def test_the_roles_health_check_asks_from_a_mesh_peer(converged):
+    """The bitnet role's own check after a run, like the status runbook: a server the firewall
+    keeps from the mesh fails its host, asked from the next host of the play."""
+    host = HOSTS[1]
+    sh(host, "nft insert rule inet wrinklefree input tcp dport 8080 drop")
+    try:
+        runner = playbook("playbooks/bitnet.yml", converged, extravars={"bitnet_health_timeout": 2}, cmdline="--tags serve")
+        text = " ".join(output(runner).split())
+        assert runner.stats["failures"] == {host: 1}, text[-3000:]
+        assert (f"bitnet-server@tiny did not answer http://{fact(host)['bind']}:8080/health from {HOSTS[2]} "
+                "within 2 s") in text
+    finally:
+        sh(host, "systemctl reload nftables")
+
+
 def test_rolling_upgrade_stops_and_rolls_back_a_failing_host(converged):
     mirror = converged.inventory / ".state" / "mirror" / "models"
     run("python3", ROOT / "tests/fixtures/bitnet/make_gguf.py", mirror / "tiny2.gguf", "--name", "tiny-2", "--seed", "2")

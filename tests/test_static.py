@@ -68,6 +68,9 @@ def test_inventory_plugin_docs_render():
     ("filter", "wireguard_registry", "public key"),
     ("filter", "bitnet_cpu_profile", "AVX2"),
     ("filter", "bitnet_cmake_args", "GGML_NATIVE=OFF"),
+    ("filter", "pip_lock_problems", "require-hashes"),
+    ("filter", "wireguard_network_conflicts", "connected route"),
+    ("filter", "wireguard_route_conflicts", "default route"),
 ])
 def test_module_and_filter_docs_render(kind, name, expected):
     assert expected in run("ansible-doc", "-t", kind, name).stdout

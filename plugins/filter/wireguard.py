@@ -119,6 +119,28 @@ def wireguard_registry(addresses, current, registry=None, released=None):
     return result
 
 
+def _networks(protected):
+    """(name, network) of each value of ``protected`` that is an address or a CIDR."""
+    guarded = []
+    for name, value in (protected or {}).items():
+        try:
+            guarded.append((name, ipaddress.ip_network(str(value), strict=False)))
+        except ValueError:
+            continue  # a host name, not an address: nothing to compare here
+    return guarded
+
+
+def wireguard_network_conflicts(network, protected):
+    """What ``wireguard_network`` would take over: its addresses sit on the mesh interface, whose
+    connected route would carry traffic for any of the ``protected`` networks it overlaps (the
+    address Ansible reaches a host at, the hosts' own networks, loopback, link-local).
+    Returns one message per overlap; empty when none."""
+    mesh = ipaddress.ip_network(str(network), strict=False)
+    return [f"wireguard_network {mesh} overlaps {name} ({other}): the mesh would take its traffic; "
+            "choose a range none of the hosts' networks uses"
+            for name, other in _networks(protected) if other.version == mesh.version and mesh.overlaps(other)]
+
+
 def wireguard_route_conflicts(peers, protected):
     """What is wrong with the external peers' ``allowed_ips`` as routes: wg-quick would route
     each range to its peer, so a default route, a range over one of the ``protected`` networks
@@ -126,12 +148,7 @@ def wireguard_route_conflicts(peers, protected):
     link-local) or over another peer's ranges would reroute traffic the hosts depend on.
     Returns one message per conflict, naming the peer by its index and name; empty when none."""
     problems, claimed = [], []
-    guarded = []
-    for name, value in (protected or {}).items():
-        try:
-            guarded.append((name, ipaddress.ip_network(str(value), strict=False)))
-        except ValueError:
-            continue  # a host name, not an address: nothing to compare here
+    guarded = _networks(protected)
     for index, peer in enumerate(peers or []):
         label = f"wireguard_external_peers[{index}] ({peer.get('name')})"
         mine = [(f"its address {peer.get('address')}", ipaddress.ip_network(f"{peer.get('address')}/32", strict=False))]
@@ -161,4 +178,5 @@ class FilterModule:
 
     def filters(self):
         return {"wireguard_addresses": wireguard_addresses, "wireguard_registry": wireguard_registry,
-                "wireguard_route_conflicts": wireguard_route_conflicts}
+                "wireguard_route_conflicts": wireguard_route_conflicts,
+                "wireguard_network_conflicts": wireguard_network_conflicts}
