@@ -42,8 +42,7 @@ from mesh import timed  # noqa: E402
 
 SPEED = {"defaults": ["forks", "gathering", "fact_caching", "fact_caching_connection", "fact_caching_timeout"],
          "ssh_connection": ["pipelining", "ssh_args"]}
-PATHS = ["inventory", "roles_path", "library", "module_utils", "filter_plugins", "inventory_plugins",
-         "fact_caching_connection"]
+PATHS = ["inventory", "collections_path", "fact_caching_connection"]
 MITOGEN = "mitogen==0.3.54"
 # ansible-runner points the fact cache at each run's artifact directory, so no run would find the
 # facts of the last one; any fact_cache_type other than "jsonfile" leaves ansible.cfg's in force.

@@ -51,11 +51,11 @@ def main() -> None:
     fake = FakeHetzner(make_cloud_servers(args.cloud), make_robot_servers(args.robot)).start()
     with tempfile.TemporaryDirectory(prefix="wf-bench-") as tmp:
         ours = Path(tmp, "fleet.hetzner.yml")
-        ours.write_text(f"plugin: hetzner_fleet\ncloud_endpoint: {fake.cloud_url}\nrobot_endpoint: {fake.robot_url}\n"
+        ours.write_text(f"plugin: wrinklefree.deployer.hetzner_fleet\ncloud_endpoint: {fake.cloud_url}\nrobot_endpoint: {fake.robot_url}\n"
                         "cloud_status: []\ncache: true\ncache_plugin: ansible.builtin.jsonfile\n"
                         "cache_connection: cache\ncache_timeout: 3600\n")
         cloud_only = Path(tmp, "cloud.hetzner.yml")
-        cloud_only.write_text(f"plugin: hetzner_fleet\ncloud_endpoint: {fake.cloud_url}\nrobot: false\ncloud_status: []\n")
+        cloud_only.write_text(f"plugin: wrinklefree.deployer.hetzner_fleet\ncloud_endpoint: {fake.cloud_url}\nrobot: false\ncloud_status: []\n")
         bundled = Path(tmp, "fleet.hcloud.yml")
         bundled.write_text(f"plugin: hetzner.hcloud.hcloud\napi_endpoint: {fake.cloud_url}\n")
 

@@ -61,7 +61,7 @@ def members(listed: dict, group: str) -> list[str]:
 
 def source_file(tmp_path, text: str):
     path = tmp_path / "fleet.hetzner.yml"
-    path.write_text("plugin: hetzner_fleet\n" + text)
+    path.write_text("plugin: wrinklefree.deployer.hetzner_fleet\n" + text)
     return path
 
 

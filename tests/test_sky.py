@@ -207,7 +207,7 @@ MIXED_SERVICE = {"service": {"readiness_probe": "/health", "replica_policy": {"m
 @pytest.mark.parametrize("cmdline", ["", "--check"])
 def test_spec_the_server_would_refuse_fails_before_any_request(sdk, cmdline):
     args = json.dumps({"name": "burst", "task": MIXED_SERVICE})
-    runner = adhoc("sky_service", args, CONTROLLER, pattern="localhost", cmdline=cmdline)
+    runner = adhoc("wrinklefree.deployer.sky_service", args, CONTROLLER, pattern="localhost", cmdline=cmdline)
     assert runner.rc != 0
     assert ("SkyPilot's API server would refuse this serve up: Resources must either all use spot or none use spot"
             in " ".join(output(runner).split()))
@@ -328,7 +328,7 @@ def test_fake_matches_the_installed_sdk(fake, real):
 def test_job_wait_times_out_naming_the_status(sdk):
     args = json.dumps({"name": "probe", "task": {"name": "probe", "run": "true"}, "wait": True,
                        "timeout": 1, "poll_interval": 1})
-    runner = adhoc("sky_job", args, CONTROLLER, pattern="localhost")
+    runner = adhoc("wrinklefree.deployer.sky_job", args, CONTROLLER, pattern="localhost")
     assert runner.rc != 0
     assert "job [1] still PENDING after 1 s" in " ".join(output(runner).split())
     assert calls(sdk()) == ["jobs.launch"]

@@ -42,17 +42,17 @@ def test_installed_collections_satisfy_requirements():
 
 
 def test_filter_docs_render():
-    out = run("ansible-doc", "-t", "filter", "unknown_role_vars").stdout
+    out = run("ansible-doc", "-t", "filter", "wrinklefree.deployer.unknown_role_vars").stdout
     assert "did you mean" in out or "closest declared name" in out
 
 
 def test_role_argument_specs_render():
-    out = run("ansible-doc", "-t", "role", "-r", "roles", "base").stdout
+    out = run("ansible-doc", "-t", "role", "wrinklefree.deployer.base").stdout
     assert "base_firewall_allow" in out
 
 
 def test_inventory_plugin_docs_render():
-    out = run("ansible-doc", "-t", "inventory", "hetzner_fleet").stdout
+    out = run("ansible-doc", "-t", "inventory", "wrinklefree.deployer.hetzner_fleet").stdout
     assert "connect_via" in out and "HCLOUD_TOKEN" in out and "retry_max_wait" in out
 
 
@@ -73,24 +73,24 @@ def test_inventory_plugin_docs_render():
     ("filter", "wireguard_route_conflicts", "default route"),
 ])
 def test_module_and_filter_docs_render(kind, name, expected):
-    assert expected in run("ansible-doc", "-t", kind, name).stdout
+    assert expected in run("ansible-doc", "-t", kind, f"wrinklefree.deployer.{name}").stdout
 
 
 def test_wireguard_role_docs_render():
-    out = run("ansible-doc", "-t", "role", "-r", "roles", "wireguard").stdout
+    out = run("ansible-doc", "-t", "role", "wrinklefree.deployer.wireguard").stdout
     assert "wireguard_address_plan" in out and "ENTRY POINT: *health*" in out
 
 
 def test_node_pool_role_docs_render():
-    out = run("ansible-doc", "-t", "role", "-r", "roles", "skypilot_node_pool").stdout
+    out = run("ansible-doc", "-t", "role", "wrinklefree.deployer.skypilot_node_pool").stdout
     assert "base_ssh_tcp_forwarding_users" in out and "skypilot_node_pool_wheelhouse" in out and "ENTRY POINT: *leave*" in out
 
 
 def test_bitnet_role_docs_render():
-    out = run("ansible-doc", "-t", "role", "-r", "roles", "bitnet").stdout
+    out = run("ansible-doc", "-t", "role", "wrinklefree.deployer.bitnet").stdout
     assert "bitnet_submodule_urls" in out and "bitnet_model_checksum_required" in out
 
 
 def test_frontdoor_role_docs_render():
-    out = run("ansible-doc", "-t", "role", "-r", "roles", "frontdoor").stdout
+    out = run("ansible-doc", "-t", "role", "wrinklefree.deployer.frontdoor").stdout
     assert "frontdoor_threshold" in out and "frontdoor_burst_api_key" in out

@@ -37,7 +37,7 @@ options:
   plugin:
     description: Marks the file as a source of this plugin.
     required: true
-    choices: [hetzner_fleet]
+    choices: [wrinklefree.deployer.hetzner_fleet, hetzner_fleet]
   cloud:
     description: List Hetzner Cloud servers.
     type: bool
@@ -157,7 +157,7 @@ notes:
 EXAMPLES = r"""
 # inventories/production/fleet.hetzner.yml; credentials from HCLOUD_TOKEN,
 # HROBOT_API_USER and HROBOT_API_PASSWORD (or Vault-encrypted values here).
-plugin: hetzner_fleet
+plugin: wrinklefree.deployer.hetzner_fleet
 cloud_label_selector: layer
 robot_hosts:
   ax-fsn-01:
@@ -344,7 +344,7 @@ def _group(name):
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
-    NAME = "hetzner_fleet"
+    NAME = "wrinklefree.deployer.hetzner_fleet"
 
     def verify_file(self, path):
         return super().verify_file(path) and path.endswith(("hetzner.yml", "hetzner.yaml"))

@@ -63,14 +63,14 @@ author: WrinkleFree-Deployer
 
 EXAMPLES = r"""
 - name: Launch stage 2 unless it is already running
-  sky_job:
+  wrinklefree.deployer.sky_job:
     name: bitnet-2b-stage-continued-pretrain
     task: "{{ lookup('ansible.builtin.template', 'sky_tasks/train.yaml.j2') | from_yaml }}"
     secrets:
       WANDB_API_KEY: "{{ vault_wandb_api_key }}"
 
 - name: Cancel it
-  sky_job:
+  wrinklefree.deployer.sky_job:
     name: bitnet-2b-stage-continued-pretrain
     state: absent
 """
@@ -95,7 +95,7 @@ import time
 
 import yaml
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.sky_sdk import TERMINAL_JOB_STATUSES, call, check_request, field, import_sky, load_task
+from ansible_collections.wrinklefree.deployer.plugins.module_utils.sky_sdk import TERMINAL_JOB_STATUSES, call, check_request, field, import_sky, load_task
 
 
 def active_jobs(module, sky, name):

@@ -59,18 +59,18 @@ author: WrinkleFree-Deployer
 
 EXAMPLES = r"""
 - name: The burst layer of BitNet on spot capacity
-  sky_service:
+  wrinklefree.deployer.sky_service:
     name: bitnet
     task: "{{ lookup('ansible.builtin.template', 'sky_tasks/serve.yaml.j2') | from_yaml }}"
 
 - name: Switch versions all at once
-  sky_service:
+  wrinklefree.deployer.sky_service:
     name: bitnet
     task: "{{ spec }}"
     mode: blue_green
 
 - name: Take it down
-  sky_service:
+  wrinklefree.deployer.sky_service:
     name: bitnet
     state: absent
 """
@@ -101,7 +101,7 @@ import os
 
 import yaml
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.sky_sdk import call, check_request, import_sky, load_task, report, service
+from ansible_collections.wrinklefree.deployer.plugins.module_utils.sky_sdk import call, check_request, import_sky, load_task, report, service
 
 
 def fingerprint(spec, secrets):

@@ -29,7 +29,7 @@ author: WrinkleFree-Deployer
 
 EXAMPLES = r"""
 - name: The burst layer's replicas
-  sky_service_info:
+  wrinklefree.deployer.sky_service_info:
     name: bitnet
   register: burst
 """
@@ -51,7 +51,7 @@ replicas:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.sky_sdk import import_sky, report, service
+from ansible_collections.wrinklefree.deployer.plugins.module_utils.sky_sdk import import_sky, report, service
 
 
 def main():

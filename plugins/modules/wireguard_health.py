@@ -48,13 +48,13 @@ author: WrinkleFree-Deployer
 
 EXAMPLES = r"""
 - name: Every peer shook hands in the last 3 minutes
-  wireguard_health:
+  wrinklefree.deployer.wireguard_health:
     interface: wg0
     names: "{{ wireguard__peer_names }}"
   register: mesh
 
 - name: Report only
-  wireguard_health:
+  wrinklefree.deployer.wireguard_health:
     max_handshake_age: 600
     fail_on_stale: false
 """
