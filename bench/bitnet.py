@@ -35,8 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import Lab  # noqa: E402
-from helpers import env, output, playbook, run  # noqa: E402
+from labs import Lab  # noqa: E402
+from helpers import output, playbook, run, sh_out  # noqa: E402
 
 BANDWIDTH_C = r"""
 #include <omp.h>
@@ -74,9 +74,6 @@ spm.SentencePieceTrainer.train(input=files, model_prefix=sys.argv[1], vocab_size
 """
 
 
-def sh(host: str, command: str) -> str:
-    return subprocess.run(["podman", "exec", host, "sh", "-c", command], env=env(), check=True,
-                          capture_output=True, text=True).stdout
 
 
 def converge(lab: Lab, extravars: dict, limit: str) -> tuple[float, float]:
@@ -94,13 +91,13 @@ def converge(lab: Lab, extravars: dict, limit: str) -> tuple[float, float]:
 def releases(host: str) -> dict[str, str]:
     """Profile to release directory on a host, from each release's manifest."""
     result = {}
-    for manifest in sh(host, "ls /opt/bitnet/releases/*/manifest.json").split():
-        result[json.loads(sh(host, f"cat {manifest}"))["profile"]] = str(Path(manifest).parent)
+    for manifest in sh_out(host, "ls /opt/bitnet/releases/*/manifest.json").split():
+        result[json.loads(sh_out(host, f"cat {manifest}"))["profile"]] = str(Path(manifest).parent)
     return result
 
 
 def bench(host: str, release: str, model: str, threads: int, reps: int) -> dict[str, float]:
-    records = json.loads(sh(host, f"{release}/bin/llama-bench -m {model} -p 128 -n 32 -t {threads} -r {reps} -o json 2>/dev/null"))
+    records = json.loads(sh_out(host, f"{release}/bin/llama-bench -m {model} -p 128 -n 32 -t {threads} -r {reps} -o json 2>/dev/null"))
     return {"pp": next(r["avg_ts"] for r in records if r["n_prompt"]), "tg": next(r["avg_ts"] for r in records if r["n_gen"])}
 
 
@@ -156,8 +153,8 @@ def main() -> None:
         built = releases(host1)
         profile = next(p for p in built if p != "native")
         artifact, native_release = built[profile], built["native"]
-        sh(host1, f"{artifact}/bin/llama-quantize /srv/mirror/models/model.f16.gguf /var/tmp/model.i2_s.gguf I2_S 1 >/dev/null 2>&1")
-        sizes = {name: int(sh(host1, f"stat -c %s {path}"))
+        sh_out(host1, f"{artifact}/bin/llama-quantize /srv/mirror/models/model.f16.gguf /var/tmp/model.i2_s.gguf I2_S 1 >/dev/null 2>&1")
+        sizes = {name: int(sh_out(host1, f"stat -c %s {path}"))
                  for name, path in (("i2_s", "/var/tmp/model.i2_s.gguf"), ("f16", "/srv/mirror/models/model.f16.gguf"))}
         results = {
             f"{profile} artifact, I2_S": (bench(host1, artifact, "/var/tmp/model.i2_s.gguf", args.threads, args.reps), sizes["i2_s"]),

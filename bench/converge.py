@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 import helpers  # noqa: E402
-from conftest import Lab  # noqa: E402
+from labs import Lab  # noqa: E402
 from helpers import run  # noqa: E402
 from mesh import timed  # noqa: E402
 

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import Lab  # noqa: E402
+from labs import Lab  # noqa: E402
 from helpers import changed_hosts, output, playbook, run  # noqa: E402
 
 

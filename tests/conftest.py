@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import ipaddress
 import json
 import os
 import re
@@ -15,68 +13,7 @@ import pytest
 from xdist.scheduler import LoadScopeScheduling
 
 from helpers import ROOT, output, playbook, run
-
-CONTROLLER = ROOT / "inventories" / "controller"
-
-
-class Lab:
-    """A lab of the suite's own (not the one `bin/wf lab` leaves running for the operator), with
-    an inventory directory of its own (the lab's group_vars linked in), discovered through its
-    own fake Hetzner APIs."""
-
-    def __init__(self, inventory, prefix: str, network: str, subnet: str, edge: int = 0, vms: int = 0):
-        """`edge`: how many of the first hosts run the front door; `vms`: hosts that play cloud VMs
-        (no play touches them; see playbooks/lab/vars.yml)."""
-        self.inventory = inventory
-        os.symlink(ROOT / "inventories" / "lab" / "group_vars", inventory / "group_vars")
-        self._extra = [f"-elab_prefix={prefix}", f"-elab_network={network}", f"-elab_subnet={subnet}",
-                       f"-elab_inventory_dir={inventory}", f"-elab_edge_count={edge}", f"-elab_vm_count={vms}"]
-        self._subnet = ipaddress.ip_network(subnet)
-        self.count = 3
-        # WF_LAB_CPUINFO: every host shows that recorded /proc/cpuinfo (tests/lab/cpuinfo/), so
-        # the suite runs as it would on a machine with fewer instruction sets than this one.
-        if os.environ.get("WF_LAB_CPUINFO"):
-            self._extra.append(f"-elab_cpuinfo={Path(os.environ['WF_LAB_CPUINFO']).resolve()}")
-        self.prefix = prefix
-
-    def up(self, count: int = 3) -> None:
-        """Create hosts 1..count (more hosts join; fewer only leave the fake API's list)."""
-        self.count = count
-        run("ansible-playbook", "-i", CONTROLLER, "playbooks/lab/up.yml", *self._extra, f"-elab_host_count={count}")
-
-    def down(self) -> None:
-        run("ansible-playbook", "-i", CONTROLLER, "playbooks/lab/down.yml", *self._extra, check=False)
-
-    def host(self, index: int) -> str:
-        return f"{self.prefix}{index}"
-
-    def hosts(self) -> list[str]:
-        return [self.host(index) for index in range(1, self.count + 1)]
-
-    def address(self, index: int) -> str:
-        return str(self._subnet[10 + index])
-
-    def vm_address(self, index: int) -> str:
-        return str(self._subnet[100 + index])
-
-    def __fspath__(self) -> str:
-        return str(self.inventory)
-
-
-# Each lab's lifecycle, for the summary at the end of the run: [worker, lab, phase, start, seconds].
-# Under pytest-xdist the workers hand theirs to the controller (pytest_testnodedown).
-LIFECYCLE: list[list] = []
-
-
-@contextlib.contextmanager
-def phase(name: str, what: str):
-    """Time one phase of a lab's life (up, a shared run, in use, down) for the closing summary."""
-    start = time.time()
-    try:
-        yield
-    finally:
-        LIFECYCLE.append([os.environ.get("PYTEST_XDIST_WORKER", "-"), name, what, start, time.time() - start])
-
+from labs import CONTROLLER, LIFECYCLE, Lab, phase, running
 
 def _lab_of_module() -> dict[str, str]:
     """Test module (as in a node id) -> the lab it uses, from its `xdist_group` mark, read from
@@ -110,18 +47,6 @@ def pytest_sessionfinish(session):
 
 def pytest_testnodedown(node, error):
     LIFECYCLE.extend(json.loads(node.workeroutput.get("wf_lifecycle", "[]")) if hasattr(node, "workeroutput") else [])
-
-
-def running(lab: Lab):
-    """A fixture's lab: up for its tests, down after them. Whatever a run that was killed left
-    under the lab's network name goes first, so no test starts on an old lab's hosts."""
-    with phase(lab.prefix, "up"):
-        lab.down()
-        lab.up()
-    with phase(lab.prefix, "in use"):
-        yield lab
-    with phase(lab.prefix, "down"):
-        lab.down()
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -91,3 +92,53 @@ def recap_changed(text: str) -> dict[str, int]:
     """Changed counts from a PLAY RECAP printed by a tool we do not drive through ansible-runner
     (Molecule)."""
     return {m.group(1): int(m.group(3)) for m in RECAP.finditer(text)}
+
+
+# The suite's shared three-host lab (conftest.py's fleet fixture).
+FLEET_PREFIX = "wf-fleet-"
+FLEET_HOSTS = tuple(f"{FLEET_PREFIX}{index}" for index in (1, 2, 3))
+
+
+def sh(host: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command on a lab host through podman (the test's own view, not Ansible's)."""
+    return subprocess.run(["podman", "exec", host, "sh", "-c", command], env=env(), check=check,
+                          capture_output=True, text=True)
+
+
+def sh_out(host: str, command: str) -> str:
+    """A command's standard output on a lab host; it must succeed."""
+    return sh(host, command).stdout
+
+
+def fact(host: str) -> dict:
+    """The bitnet role's local fact on a host (its release, profile, bind address, models, rates)."""
+    return json.loads(sh_out(host, "cat /etc/ansible/facts.d/bitnet.fact"))
+
+
+HTTP = ("import json, sys, urllib.error, urllib.request; "
+        "data = sys.argv[2].encode() if sys.argv[2] else None; "
+        "headers = {'Authorization': 'Bearer ' + sys.argv[3]} if sys.argv[3] else {}\n"
+        "try: print(urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=data, headers=headers), timeout=10).read().decode())\n"
+        "except urllib.error.HTTPError as e: print(json.dumps({'http_status': e.code}))")
+
+
+def api_key(host: str) -> str:
+    """The base servers' key, as `host` holds it for its own servers (the lab sets one)."""
+    return sh(host, "cat /etc/bitnet/api-key 2>/dev/null || true").stdout.strip()
+
+
+def http(host: str, address: str, path: str, body: dict | None = None, port: int = 8080, key: str | None = None) -> dict:
+    """A request from `host` to a server on `address` (the mesh, which the controller is not on),
+    with the servers' key unless `key` says otherwise ("" for none); an HTTP error as {http_status}."""
+    url = f"http://{address}:{port}{path}"
+    key = api_key(host) if key is None else key
+    proc = subprocess.run(["podman", "exec", host, "python3", "-c", HTTP, url, json.dumps(body) if body else "", key],
+                          env=env(), check=True, capture_output=True, text=True)
+    return json.loads(proc.stdout)
+
+
+def converge(lab, path: str = "playbooks/site.yml", **kwargs) -> ansible_runner.Runner:
+    """Run a playbook on a lab; it must succeed."""
+    runner = playbook(path, lab, **kwargs)
+    assert runner.rc == 0, output(runner)[-6000:]
+    return runner

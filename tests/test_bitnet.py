@@ -8,52 +8,18 @@ leave the fleet converged."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from helpers import ROOT, changed_hosts, env, output, playbook, run
+from helpers import FLEET_HOSTS, ROOT, api_key, changed_hosts, converge, fact, http, output, playbook, run, sh
 
 # The fleet is one lab: its modules run on one pytest-xdist worker, in file order.
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
 
-HOSTS = ("wf-fleet-1", "wf-fleet-2", "wf-fleet-3")
-
-
-def sh(host: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command on a lab host through podman (the test's own view, not Ansible's)."""
-    return subprocess.run(["podman", "exec", host, "sh", "-c", command], env=env(), check=check,
-                          capture_output=True, text=True)
-
-
-def fact(host: str) -> dict:
-    return json.loads(sh(host, "cat /etc/ansible/facts.d/bitnet.fact").stdout)
-
-
-HTTP = ("import json, sys, urllib.error, urllib.request; "
-        "data = sys.argv[2].encode() if sys.argv[2] else None; "
-        "headers = {'Authorization': 'Bearer ' + sys.argv[3]} if sys.argv[3] else {}\n"
-        "try: print(urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=data, headers=headers), timeout=10).read().decode())\n"
-        "except urllib.error.HTTPError as e: print(json.dumps({'http_status': e.code}))")
-
-
-def api_key(host: str) -> str:
-    """The base servers' key, as `host` holds it for its own servers (the lab sets one)."""
-    return sh(host, "cat /etc/bitnet/api-key 2>/dev/null || true").stdout.strip()
-
-
-def http(host: str, address: str, path: str, body: dict | None = None, port: int = 8080, key: str | None = None) -> dict:
-    """A request from `host` to a server on `address` (the mesh, which the controller is not on),
-    with the servers' key unless `key` says otherwise ("" for none); an HTTP error as {http_status}."""
-    url = f"http://{address}:{port}{path}"
-    key = api_key(host) if key is None else key
-    proc = subprocess.run(["podman", "exec", host, "python3", "-c", HTTP, url, json.dumps(body) if body else "", key],
-                          env=env(), check=True, capture_output=True, text=True)
-    return json.loads(proc.stdout)
+HOSTS = FLEET_HOSTS
 
 
 def ran(runner, task: str) -> set[str]:
@@ -98,12 +64,6 @@ def another_build(facts: dict[str, dict]) -> tuple[dict, dict, list[str]]:
     return {"bitnet_kernel": kernel}, {"kernel": kernel}, info
 
 
-def converge(lab, path="playbooks/site.yml", **kwargs):
-    runner = playbook(path, lab, **kwargs)
-    assert runner.rc == 0, output(runner)[-6000:]
-    return runner
-
-
 def test_site_builds_once_and_serves_on_the_mesh(fleet_first_run):
     runner = fleet_first_run
     # One compile for the one profile of these identical hosts; the others unpacked it.
@@ -127,7 +87,7 @@ def test_site_builds_once_and_serves_on_the_mesh(fleet_first_run):
     # Another host completes a prompt over the mesh, with the thread count of physical cores.
     props = http(HOSTS[1], facts[HOSTS[0]]["bind"], "/props")
     assert props["n_threads"] == physical_cores(HOSTS[0]) and props["total_slots"] == 4
-    assert f"AVX2 = 1" in props["system_info"]
+    assert "AVX2 = 1" in props["system_info"]
     completion = http(HOSTS[1], facts[HOSTS[0]]["bind"], "/completion", {"prompt": "Hello", "n_predict": 4})
     assert completion["tokens_predicted"] == 4 and len(completion["content"].split()) >= 4
     assert sh(HOSTS[0], "systemctl is-enabled bitnet-server@tiny").stdout.strip() == "enabled"
@@ -271,7 +231,7 @@ def test_model_from_the_controller_is_checked_before_it_is_copied(fleet, fleet_f
 
 @pytest.mark.skipif(not os.environ.get("WF_BITNET_SRC"), reason="set WF_BITNET_SRC to a BitNet tree with its submodule")
 def test_real_bitnet_builds_once_and_serves(fleet, fleet_first_run):
-    """Opt-in: the real BitNet tree (WF_BITNET_SRC, submodule populated; see DESIGN.md for where
+    """Opt-in: the real BitNet tree (WF_BITNET_SRC, submodule populated; see docs/performance.md for where
     to get it) through the same role and mirror path. With WF_BITNET_MODEL (a GGUF file on the
     controller) the model is served and must answer /health and complete a prompt."""
     mirror = fleet.inventory / ".state" / "mirror" / "real"

@@ -13,8 +13,7 @@ import threading
 
 import pytest
 
-from helpers import adhoc, changed_hosts, output, playbook, run
-from test_bitnet import sh
+from helpers import adhoc, changed_hosts, output, playbook, run, sh
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("faults")]
 

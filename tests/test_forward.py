@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import CONTROLLER
+from labs import CONTROLLER
 from helpers import ROOT, run
 
 pytestmark = pytest.mark.skipif(shutil.which("nft") is None or os.geteuid() != 0,

@@ -298,7 +298,7 @@ def test_unreachable_api_fails_loudly(fake, tmp_path):
     fake.stop()
     result = inventory(source_file(tmp_path, "retry_max_wait: 1\n"), fake, check=False)
     assert result.returncode != 0
-    assert f"Hetzner Cloud API: GET /servers page 1 still failing" in result.stdout
+    assert "Hetzner Cloud API: GET /servers page 1 still failing" in result.stdout
     assert f"cannot reach {fake.cloud_url}" in result.stdout
 
 

@@ -11,16 +11,13 @@ import subprocess
 import pytest
 import yaml
 
-from helpers import ROOT, changed_hosts, env, output, playbook, run
+from helpers import ROOT, changed_hosts, env, output, playbook, run, sh_out
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("pool")]
 
 LOCK = ROOT / "roles" / "skypilot_node_pool" / "files" / "skypilot-0.14.1.txt"
 
 
-def sh(host: str, command: str) -> str:
-    return subprocess.run(["podman", "exec", host, "bash", "-c", command], env=env(), check=True,
-                          capture_output=True, text=True).stdout
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +50,10 @@ def test_second_run_changes_nothing(pool_lab, pool_vars, converged):
 
 def test_pool_file_lists_every_host_by_its_mesh_address(pool_lab, converged):
     mesh = yaml.safe_load((pool_lab.inventory / "wireguard-addresses.yml").read_text())
-    pool = yaml.safe_load(sh(pool_lab.host(1), "cat ~/.sky/ssh_node_pools.yaml"))
+    pool = yaml.safe_load(sh_out(pool_lab.host(1), "cat ~/.sky/ssh_node_pools.yaml"))
     assert pool == {"hetzner-base": {"user": "skypilot", "identity_file": "~/.ssh/sky-node-pool",
                                      "hosts": sorted(mesh[h]["address"] for h in mesh)}}
-    sh(pool_lab.host(1), "/opt/skypilot/bin/python -c 'import sky; assert sky.__version__ == \"0.14.1\"'")
+    sh_out(pool_lab.host(1), "/opt/skypilot/bin/python -c 'import sky; assert sky.__version__ == \"0.14.1\"'")
 
 
 SSH = "ssh -i ~/.ssh/sky-node-pool -o BatchMode=yes -o StrictHostKeyChecking=accept-new"
@@ -64,7 +61,7 @@ SSH = "ssh -i ~/.ssh/sky-node-pool -o BatchMode=yes -o StrictHostKeyChecking=acc
 
 def forward(host: str, port: int, target: str, address: str) -> str:
     """What comes back through `ssh -L port:target` from `host` to the pool user at `address`."""
-    return sh(host, f"{SSH} -f -o ExitOnForwardFailure=yes -L {port}:{target} skypilot@{address} sleep 5 && "
+    return sh_out(host, f"{SSH} -f -o ExitOnForwardFailure=yes -L {port}:{target} skypilot@{address} sleep 5 && "
                     f"timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}; head -c 7 <&3' || true")
 
 
@@ -72,52 +69,52 @@ def test_controller_logs_in_over_the_mesh_with_sudo_and_the_k3s_tunnel_only(pool
     mesh = yaml.safe_load((pool_lab.inventory / "wireguard-addresses.yml").read_text())
     for port, host in ((18022, pool_lab.host(2)), (18023, pool_lab.host(3))):
         address = mesh[host]["address"]
-        assert sh(pool_lab.host(1), f"{SSH} skypilot@{address} 'sudo -n id -un'").strip() == "root"
+        assert sh_out(pool_lab.host(1), f"{SSH} skypilot@{address} 'sudo -n id -un'").strip() == "root"
         # sky ssh up's tunnel to k3s's API (a stand-in listens on 6443) carries traffic; a forward
         # anywhere else (the host's sshd) is refused.
-        sh(host, "systemd-run --quiet --unit=fake-k3s-api -p RuntimeMaxSec=30 python3 -c \""
+        sh_out(host, "systemd-run --quiet --unit=fake-k3s-api -p RuntimeMaxSec=30 python3 -c \""
                  "import socket; s = socket.create_server(('127.0.0.1', 6443)); c, _ = s.accept(); c.sendall(b'K3S-API')\"")
         assert forward(pool_lab.host(1), port, "127.0.0.1:6443", address) == "K3S-API"
         assert forward(pool_lab.host(1), port + 100, "127.0.0.1:22", address) == ""
     # Another pool host holding the controller's key is not the controller: refused.
-    key = sh(pool_lab.host(1), "cat ~/.ssh/sky-node-pool")
-    sh(pool_lab.host(2), f"umask 077 && mkdir -p ~/.ssh && cat > ~/.ssh/sky-node-pool <<'EOF'\n{key}EOF")
+    key = sh_out(pool_lab.host(1), "cat ~/.ssh/sky-node-pool")
+    sh_out(pool_lab.host(2), f"umask 077 && mkdir -p ~/.ssh && cat > ~/.ssh/sky-node-pool <<'EOF'\n{key}EOF")
     try:
         refused = subprocess.run(["podman", "exec", pool_lab.host(2), "bash", "-c",
                                   f"{SSH} skypilot@{mesh[pool_lab.host(3)]['address']} true"],
                                  env=env(), capture_output=True, text=True)
         assert refused.returncode == 255 and "Permission denied" in refused.stderr
     finally:
-        sh(pool_lab.host(2), "rm -f ~/.ssh/sky-node-pool")
+        sh_out(pool_lab.host(2), "rm -f ~/.ssh/sky-node-pool")
     # Forwarding is the pool user's alone.
-    config = sh(pool_lab.host(2), "sshd -T -C user=deploy,host=x,addr=10.0.0.1 | grep -i ^allowtcpforwarding")
+    config = sh_out(pool_lab.host(2), "sshd -T -C user=deploy,host=x,addr=10.0.0.1 | grep -i ^allowtcpforwarding")
     assert config.split() == ["allowtcpforwarding", "no"]
 
 
 def test_k3s_will_open_no_port_past_the_firewall(pool_lab, converged):
     """What sky ssh up's k3s reads when it starts: no servicelb, no traefik, NodePorts on the
     host's mesh address only (the lab stops short of installing k3s, which needs the internet)."""
-    pool = yaml.safe_load(sh(pool_lab.host(1), "cat ~/.sky/ssh_node_pools.yaml"))
+    pool = yaml.safe_load(sh_out(pool_lab.host(1), "cat ~/.sky/ssh_node_pools.yaml"))
     addresses = next(iter(pool.values()))["hosts"]
     for host, address in zip([pool_lab.host(i) for i in (1, 2, 3)], addresses):
-        config = yaml.safe_load(sh(host, "cat /etc/rancher/k3s/config.yaml"))
+        config = yaml.safe_load(sh_out(host, "cat /etc/rancher/k3s/config.yaml"))
         assert config == {"disable": ["servicelb", "traefik"], "kube-proxy-arg": [f"nodeport-addresses={address}/32"],
                           "node-ip": address, "flannel-iface": "wg0"}
         # k3s's own ports, to the other pool hosts over the mesh only.
-        chain = sh(host, "nft list chain inet wrinklefree input")
+        chain = sh_out(host, "nft list chain inet wrinklefree input")
         for port in ("tcp dport 6443", "tcp dport 10250", "udp dport 8472"):
             rule = next(line for line in chain.splitlines() if port in line)
             assert 'iifname "wg0"' in rule and all(a in rule for a in addresses), rule
 
 
 def test_private_key_stays_on_the_controller_host(pool_lab, converged):
-    private = sh(pool_lab.host(1), "cat ~/.ssh/sky-node-pool")
+    private = sh_out(pool_lab.host(1), "cat ~/.ssh/sky-node-pool")
     assert "PRIVATE KEY" in private
     for path in pool_lab.inventory.rglob("*"):
         if path.is_file():
             assert private.strip() not in path.read_text(errors="ignore"), path
     for host in (pool_lab.host(2), pool_lab.host(3)):
-        assert "PRIVATE KEY" not in sh(host, "cat /home/skypilot/.ssh/* 2>/dev/null || true")
+        assert "PRIVATE KEY" not in sh_out(host, "cat /home/skypilot/.ssh/* 2>/dev/null || true")
 
 
 @pytest.mark.parametrize("extravars,message", [
@@ -150,18 +147,18 @@ def test_a_wheel_unlike_the_lock_is_never_installed(pool_lab, pool_vars, converg
     forged.write_text(re.sub(r"(?ms)^skypilot==.*?(?=^\S)",
                              lambda block: re.sub("sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, block.group(0)),
                              LOCK.read_text()))
-    sh(controller, "/opt/skypilot/bin/pip uninstall -q -y skypilot")
+    sh_out(controller, "/opt/skypilot/bin/pip uninstall -q -y skypilot")
     runner = playbook("playbooks/skypilot.yml", pool_lab, cmdline="--tags skypilot",
                       extravars={**pool_vars, "skypilot_node_pool_requirements": str(forged)})
     assert runner.rc != 0 and "DO NOT MATCH THE HASHES" in output(runner), output(runner)[-4000:]
-    assert sh(controller, "cat /opt/skypilot/wrinklefree-requirements.txt") == LOCK.read_text().rstrip("\n")
+    assert sh_out(controller, "cat /opt/skypilot/wrinklefree-requirements.txt") == LOCK.read_text().rstrip("\n")
     runner = playbook("playbooks/skypilot.yml", pool_lab, extravars=pool_vars, cmdline="--tags skypilot")
     assert runner.rc == 0, output(runner)[-4000:]
-    sh(controller, "/opt/skypilot/bin/python -c 'import sky; assert sky.__version__ == \"0.14.1\"'")
+    sh_out(controller, "/opt/skypilot/bin/python -c 'import sky; assert sky.__version__ == \"0.14.1\"'")
 
 
 def wg_peers(host: str) -> set[str]:
-    return set(sh(host, "wg show wg0 peers").split())
+    return set(sh_out(host, "wg show wg0 peers").split())
 
 
 def test_remove_host_that_is_unreachable_leaves_every_peer_list_and_the_pool(pool_lab, pool_vars, converged):
@@ -174,30 +171,30 @@ def test_remove_host_that_is_unreachable_leaves_every_peer_list_and_the_pool(poo
     for host in (pool_lab.host(1), pool_lab.host(2)):
         assert mesh[gone]["public_key"] not in wg_peers(host)
     assert gone not in yaml.safe_load((pool_lab.inventory / "wireguard-addresses.yml").read_text())
-    pool = yaml.safe_load(sh(pool_lab.host(1), "cat ~/.sky/ssh_node_pools.yaml"))
+    pool = yaml.safe_load(sh_out(pool_lab.host(1), "cat ~/.sky/ssh_node_pools.yaml"))
     assert mesh[gone]["address"] not in pool["hetzner-base"]["hosts"] and len(pool["hetzner-base"]["hosts"]) == 2
 
 
 def test_add_host_joins_the_mesh_and_the_pool_again(pool_lab, pool_vars, converged):
     back = pool_lab.host(3)
     run("podman", "start", back)
-    sh(back, "systemctl is-system-running --wait || true")
+    sh_out(back, "systemctl is-system-running --wait || true")
     runner = playbook("playbooks/runbooks/add-host.yml", pool_lab, extravars={**pool_vars, "host": back})
     assert runner.rc == 0, output(runner)[-4000:]
     mesh = yaml.safe_load((pool_lab.inventory / "wireguard-addresses.yml").read_text())
     for host in (pool_lab.host(1), pool_lab.host(2)):
         assert mesh[back]["public_key"] in wg_peers(host)
-        sh(host, f"for i in 1 2 3 4 5 6; do ping -c1 -W1 {mesh[back]['address']} >/dev/null && exit 0; sleep 1; done; exit 1")
-    pool = yaml.safe_load(sh(pool_lab.host(1), "cat ~/.sky/ssh_node_pools.yaml"))
+        sh_out(host, f"for i in 1 2 3 4 5 6; do ping -c1 -W1 {mesh[back]['address']} >/dev/null && exit 0; sleep 1; done; exit 1")
+    pool = yaml.safe_load(sh_out(pool_lab.host(1), "cat ~/.sky/ssh_node_pools.yaml"))
     assert mesh[back]["address"] in pool["hetzner-base"]["hosts"]
 
 
 def test_remove_host_takes_the_pool_access_off_a_host_that_answers(pool_lab, pool_vars, converged):
     """Last of the module: the pool user, its key and sudo, and k3s's configuration leave with the host."""
     gone = pool_lab.host(3)
-    assert sh(gone, "getent passwd skypilot || true") != ""
+    assert sh_out(gone, "getent passwd skypilot || true") != ""
     runner = playbook("playbooks/runbooks/remove-host.yml", pool_lab, extravars={**pool_vars, "host": gone})
     assert runner.rc == 0, output(runner)[-4000:]
-    assert sh(gone, "getent passwd skypilot; ls -d /home/skypilot /etc/sudoers.d/90-skypilot-node-pool "
+    assert sh_out(gone, "getent passwd skypilot; ls -d /home/skypilot /etc/sudoers.d/90-skypilot-node-pool "
                     "/etc/rancher/k3s/config.yaml 2>/dev/null || true") == ""
-    assert "dport 6443" not in sh(gone, "nft list chain inet wrinklefree input")
+    assert "dport 6443" not in sh_out(gone, "nft list chain inet wrinklefree input")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import ROOT, env, output, playbook
-from test_bitnet import HOSTS, sh
+from helpers import FLEET_HOSTS as HOSTS
+from helpers import ROOT, env, output, playbook, sh
 
 # The fleet is one lab: its modules run on one pytest-xdist worker, in file order.
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]

@@ -15,9 +15,8 @@ import urllib.request
 
 import pytest
 import cloud_vm
-from helpers import output, playbook
+from helpers import api_key, fact, output, playbook, sh
 from loadgen import load
-from test_bitnet import api_key, fact, sh
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
 

@@ -5,22 +5,17 @@ order and leave the fleet with 3 hosts in a full mesh."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
 import yaml
 
-from helpers import changed_hosts, env, output, playbook
+from helpers import changed_hosts, output, playbook, sh_out
 
 # The fleet is one lab: its modules run on one pytest-xdist worker, in file order.
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
 
 
-def sh(host: str, command: str) -> str:
-    """Run a command on a lab host through podman (the test's own view, not Ansible's)."""
-    return subprocess.run(["podman", "exec", host, "sh", "-c", command], env=env(), check=True,
-                          capture_output=True, text=True).stdout
 
 
 def registry(lab) -> dict:
@@ -30,7 +25,7 @@ def registry(lab) -> dict:
 def peers(host: str) -> dict[str, dict]:
     """Per peer public key: its transfer counters and latest handshake, from `wg show dump`."""
     result = {}
-    for line in sh(host, "wg show wg0 dump").splitlines()[1:]:
+    for line in sh_out(host, "wg show wg0 dump").splitlines()[1:]:
         key, _, _, _, handshake, rx, tx, _ = line.split("\t")
         result[key] = {"handshake": int(handshake), "rx": int(rx), "tx": int(tx)}
     return result
@@ -38,12 +33,12 @@ def peers(host: str) -> dict[str, dict]:
 
 def interface_identity(host: str) -> str:
     """ifindex of wg0 and the PID of its wireguard-go: both change when the interface restarts."""
-    return sh(host, "cat /sys/class/net/wg0/ifindex; pgrep -x wireguard-go || true")
+    return sh_out(host, "cat /sys/class/net/wg0/ifindex; pgrep -x wireguard-go || true")
 
 
 def ping(host: str, address: str) -> None:
     """Ping over the tunnel; the first packet may wait for a handshake, so retry for ~6 s."""
-    sh(host, f"for i in 1 2 3 4 5 6; do ping -c1 -W1 {address} >/dev/null && exit 0; sleep 1; done; exit 1")
+    sh_out(host, f"for i in 1 2 3 4 5 6; do ping -c1 -W1 {address} >/dev/null && exit 0; sleep 1; done; exit 1")
 
 
 def converge(lab, path="playbooks/site.yml", **kwargs):
@@ -77,9 +72,9 @@ def test_converge_and_second_run_changes_nothing(fleet, fleet_first_run, fleet_s
 
 def test_keys_stay_on_their_hosts(fleet, fleet_first_run):
     host = fleet.host(1)
-    assert sh(host, "stat -c %a /etc/wireguard/wg0.key").strip() == "600"
-    assert "PrivateKey" not in sh(host, "cat /etc/wireguard/wg0.conf")
-    private = sh(host, "cat /etc/wireguard/wg0.key").strip()
+    assert sh_out(host, "stat -c %a /etc/wireguard/wg0.key").strip() == "600"
+    assert "PrivateKey" not in sh_out(host, "cat /etc/wireguard/wg0.conf")
+    private = sh_out(host, "cat /etc/wireguard/wg0.key").strip()
     for path in fleet.inventory.rglob("*"):
         if path.is_file():
             assert private not in path.read_text(errors="ignore"), path
@@ -126,7 +121,7 @@ def test_a_host_gone_from_the_inventory_keeps_its_place_until_it_is_removed(flee
     converge(fleet, "playbooks/wireguard.yml", extravars={"wireguard_exclude_hosts": [fleet.host(4)]})
     converge(fleet, "playbooks/frontdoor.yml")
     assert fleet.host(4) not in registry(fleet)
-    assert f"server {fleet.host(4)} " not in sh(fleet.host(1), "cat /etc/haproxy/haproxy.cfg")
+    assert f"server {fleet.host(4)} " not in sh_out(fleet.host(1), "cat /etc/haproxy/haproxy.cfg")
     for host in (fleet.host(i) for i in (1, 2, 3)):
         assert gone not in peers(host), host
 
@@ -138,7 +133,7 @@ def test_rotating_a_key_keeps_the_mesh(fleet, fleet_first_run):
     converge(fleet, "playbooks/runbooks/wireguard-rotate-keys.yml", extravars={"rotate": target})
     new_key = registry(fleet)[target]["public_key"]
     assert new_key != old_key
-    assert sh(target, "wg show wg0 public-key").strip() == new_key
+    assert sh_out(target, "wg show wg0 public-key").strip() == new_key
     for host in (fleet.host(1), fleet.host(3)):
         seen = peers(host)
         assert old_key not in seen and seen[new_key]["handshake"] >= int(started), host
@@ -158,7 +153,7 @@ LAPTOP = {"name": "laptop", "public_key": "x" * 42 + "A=", "address": "10.100.25
 
 
 def static_routes(host: str) -> list[str]:
-    return sh(host, "ip -4 route show dev wg0 proto static").split("\n")[:-1]
+    return sh_out(host, "ip -4 route show dev wg0 proto static").split("\n")[:-1]
 
 
 def test_external_peer_routes_only_its_own_ranges(fleet, fleet_first_run):
@@ -166,13 +161,13 @@ def test_external_peer_routes_only_its_own_ranges(fleet, fleet_first_run):
     ranges, live and without a restart, and a range over a host's own network is refused before
     the configuration is written."""
     hosts = [fleet.host(i) for i in (1, 2, 3)]
-    default = {h: sh(h, "ip -4 route show default") for h in hosts}
+    default = {h: sh_out(h, "ip -4 route show default") for h in hosts}
     identity = {h: interface_identity(h) for h in hosts}
     converge(fleet, "playbooks/wireguard.yml",
              extravars={"wireguard_external_peers": [{**LAPTOP, "allowed_ips": ["192.168.77.0/24", "192.168.78.5/32"]}]})
     for host in hosts:
         assert sorted(route.split()[0] for route in static_routes(host)) == ["192.168.77.0/24", "192.168.78.5"], host
-        assert sh(host, "ip -4 route show default") == default[host] and interface_identity(host) == identity[host]
+        assert sh_out(host, "ip -4 route show default") == default[host] and interface_identity(host) == identity[host]
     # The lab's own network (no host's ansible_host in this part of it): only the hosts' facts know it.
     own = fleet.address(1).rsplit(".", 1)[0] + ".240/29"
     runner = playbook("playbooks/wireguard.yml", fleet,
@@ -194,13 +189,13 @@ def test_health_runbook_passes_then_names_a_dead_peer(fleet, fleet_first_run):
     converge(fleet, "playbooks/runbooks/wireguard-health.yml")
     dead, witness = fleet.host(3), fleet.host(1)
     key = registry(fleet)[dead]["public_key"]
-    sh(dead, "systemctl stop wg-quick@wg0")
+    sh_out(dead, "systemctl stop wg-quick@wg0")
     # The witness forgets its session with the dead host, as after its own restart.
-    sh(witness, f"wg set wg0 peer {key} remove && /usr/local/sbin/wireguard-sync wg0")
+    sh_out(witness, f"wg set wg0 peer {key} remove && /usr/local/sbin/wireguard-sync wg0")
     try:
         runner = playbook("playbooks/runbooks/wireguard-health.yml", fleet, cmdline=f"--limit {witness}")
         assert runner.rc != 0
         assert f"without a handshake in the last 180 s: {dead} (never)" in " ".join(output(runner).split())
     finally:
-        sh(dead, "systemctl start wg-quick@wg0")
+        sh_out(dead, "systemctl start wg-quick@wg0")
     ping(witness, registry(fleet)[dead]["address"])
