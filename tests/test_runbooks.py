@@ -100,6 +100,7 @@ def test_rolling_upgrade_stops_and_rolls_back_a_failing_host(converged):
     assert f"upgrade failed on {HOSTS[1]} and was rolled back" in text and "unknown argument: --no-such-flag" in text
     assert model_sha(HOSTS[0]) == new_sha
     assert model_sha(HOSTS[1]) == old_sha, "the failed host was not rolled back"
+    assert f"rolled back to release {fact(HOSTS[1])['release']}, which serves again" in text
     assert model_sha(HOSTS[2]) == old_sha and server_pid(HOSTS[2]) == untouched_pid, "the rollout went on"
     for host in HOSTS:
         assert http(host, fact(host)["bind"], "/health") == {"status": "ok"}
