@@ -94,3 +94,8 @@ def test_bitnet_role_docs_render():
 def test_frontdoor_role_docs_render():
     out = run("ansible-doc", "-t", "role", "wrinklefree.deployer.frontdoor").stdout
     assert "frontdoor_threshold" in out and "frontdoor_burst_api_key" in out
+
+
+def test_role_readmes_list_the_inputs_of_their_argument_specs():
+    """Each role README's input table is the one bin/role-inputs writes from meta/argument_specs.yml."""
+    run(ROOT / "bin" / "role-inputs", "--check")
