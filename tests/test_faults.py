@@ -189,6 +189,9 @@ def test_a_reload_lost_with_the_controller_is_made_by_the_next_run(fault_lab):
     """The controller dies after the firewall file is written and before its handler: the next
     run finds the file unchanged, yet loads it, because what was loaded last is recorded."""
     host, probe = HOSTS[1], {"base_firewall_allow": [{"name": "probe", "port": 9999}]}
+    # A converged host, its ruleset running (on a bare one, starting nftables loads the new file).
+    runner = playbook("playbooks/base.yml", fault_lab, cmdline=f"--limit {host}")
+    assert runner.rc == 0 and sh(host, "systemctl is-active nftables").stdout.strip() == "active", output(runner)[-3000:]
     runner = playbook("playbooks/base.yml", fault_lab, extravars=probe, cmdline=f"--limit {host}",
                       event_handler=at_task_start("Base | unattended-upgrades schedule",
                                                   lambda _: kill_playbook(f"--limit {host}", str(fault_lab.inventory))))
