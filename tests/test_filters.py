@@ -82,6 +82,15 @@ def test_an_absent_hosts_address_is_held_until_it_is_released():
     assert "b" not in wireguard_registry(freed, {}, registry, ["b"])
 
 
+def test_the_registry_records_each_members_interface():
+    old = {"a": {"address": "10.100.0.1", "public_key": "KA", "endpoint": "198.51.100.1:51820"}}
+    now = wireguard_registry({"a": "10.100.0.1", "b": "10.100.0.2"},
+                             {"a": {"public_key": "KA", "interface": "wg1"}, "b": {"public_key": "KB", "interface": "wg0"}}, old)
+    assert now["a"] == {"address": "10.100.0.1", "public_key": "KA", "endpoint": "198.51.100.1:51820", "interface": "wg1"}
+    # A member unreachable in this run keeps the interface it reported last.
+    assert wireguard_registry({"a": "10.100.0.1"}, {}, now)["a"]["interface"] == "wg1"
+
+
 def test_pinned_and_reserved_addresses():
     result = wireguard_addresses({"a": ["base"], "b": ["base"]}, PLAN, NET, pinned={"b": "10.100.0.1"},
                                  reserved={"laptop": "10.100.0.2"})

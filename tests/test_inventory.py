@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import subprocess
 
@@ -82,7 +83,9 @@ def test_production_inventory_groups_the_whole_fleet(fake, production):
 def test_hostvars_of_cloud_and_dedicated_servers(fake, production):
     listed = listing(production, fake)
     cloud = hostvars(listed, "cloud-0002")
-    assert cloud["ansible_host"] == cloud["hetzner_ipv4"] == "198.18.0.3"
+    assert cloud["hetzner_ipv4"] == "198.18.0.3"
+    # connect_via [wireguard, ipv4], and no mesh yet: the public address.
+    assert values(resolved(production, fake, "ansible_host"))["cloud-0002"] == "198.18.0.3"
     assert cloud["hetzner_private_ipv4"] == "10.0.0.4"
     assert cloud["hetzner_ipv6"] == "2001:db8:2::1"
     assert cloud["hetzner_labels"] == {"layer": "base", "role": "bitnet"}
@@ -359,22 +362,47 @@ def test_cache_expires_after_its_timeout(fake, production):
     assert fake.requests["cloud /v1/servers"] == 2
 
 
+def resolved(source, fake, variable: str, check: bool = True, hosts: str = "all") -> subprocess.CompletedProcess:
+    """Each host's ``variable`` as a play sees it (templates rendered, vars plugins applied), one
+    ``resolved HOST=VALUE`` line per host."""
+    return run("ansible", "-i", source, hosts, "-c", "local", "-m", "ansible.builtin.debug",
+               "-a", json.dumps({"msg": f"resolved {{{{ inventory_hostname }}}}={{{{ {variable} }}}}"}),
+               env=fleet_env(fake), check=check)
+
+
+def values(result: subprocess.CompletedProcess) -> dict:
+    return dict(re.findall(r"msg: resolved (\S+)=(\S+)", result.stdout))
+
+
 @pytest.mark.parametrize("connect_via,expected", [
     ("[wireguard, ipv4]", {"cloud-0001": "10.100.0.1", "cloud-0002": "198.18.0.3"}),
     ("[private]", {"cloud-0001": "10.0.0.3", "cloud-0002": "10.0.0.4"}),
     ("[ipv6]", {"cloud-0001": "2001:db8:1::1", "cloud-0002": "2001:db8:2::1"}),
 ])
 def test_connect_via(fake, tmp_path, connect_via, expected):
-    (tmp_path / "wireguard-addresses.yml").write_text("cloud-0001: 10.100.0.1/16\n")
+    # The wireguard role's registry, as the vars plugin wireguard_mesh reads it.
+    (tmp_path / "wireguard-addresses.yml").write_text("cloud-0001: {address: 10.100.0.1, public_key: K=}\n")
     source = source_file(tmp_path, f"robot: false\nlocations: [nbg1, hel1]\nconnect_via: {connect_via}\n")
-    listed = listing(source, fake)
-    assert {h: hostvars(listed, h)["ansible_host"] for h in expected} == expected
+    listed = values(resolved(source, fake, "ansible_host"))
+    assert {h: listed[h] for h in expected} == expected
 
 
-def test_host_without_a_chosen_address_fails(fake, tmp_path):
-    result = inventory(source_file(tmp_path, "robot: false\nconnect_via: [wireguard]\n"), fake, check=False)
+def test_a_host_joins_the_mesh_address_when_the_registry_names_it(fake, tmp_path):
+    """The registry is read when the host is used, not when the inventory was parsed."""
+    source = source_file(tmp_path, "robot: false\nlocations: [nbg1]\nconnect_via: [wireguard]\n")
+    before = resolved(source, fake, "ansible_host", check=False)
+    assert before.returncode != 0
+    assert "cloud-0001 has no mesh address (connect_via ['wireguard']) yet" in before.stdout
+    (tmp_path / "wireguard-addresses.yml").write_text("cloud-0001: {address: 10.100.0.7, public_key: K=, interface: wg1}\n")
+    assert values(resolved(source, fake, "mesh_interface", hosts="cloud-0001")) == {"cloud-0001": "wg1"}
+    assert values(resolved(source, fake, "ansible_host", hosts="cloud-0001")) == {"cloud-0001": "10.100.0.7"}
+
+
+def test_a_malformed_registry_is_an_error_naming_it(fake, tmp_path):
+    (tmp_path / "wireguard-addresses.yml").write_text("- not a mapping\n")
+    result = resolved(source_file(tmp_path, "robot: false\nlocations: [nbg1]\n"), fake, "mesh_address", check=False)
     assert result.returncode != 0
-    assert "has no address for connect_via ['wireguard']" in result.stdout
+    assert "wireguard-addresses.yml must map host names to mesh entries" in result.stdout
 
 
 def test_unknown_connect_via_is_refused(fake, tmp_path):

@@ -101,8 +101,8 @@ def wireguard_addresses(members, plan, network, registry=None, pinned=None, rese
 
 
 def wireguard_registry(addresses, current, registry=None, released=None):
-    """The new registry: each host of ``addresses`` with its address, and its public key and
-    endpoint from ``current`` (what the hosts of this run reported) or else from the old
+    """The new registry: each host of ``addresses`` with its address, and its public key,
+    endpoint and interface from ``current`` (what the hosts of this run reported) or else from the old
     ``registry`` (a host unreachable now keeps its place in the mesh). A host with no public
     key in either has not joined yet and is left out. An old entry of a host absent from
     ``addresses`` stays as it was, unless the host is in ``released``."""
@@ -116,6 +116,9 @@ def wireguard_registry(addresses, current, registry=None, released=None):
         if public_key:
             result[host] = {"address": address, "public_key": public_key,
                             "endpoint": now.get("endpoint") or old.get("endpoint")}
+            interface = now.get("interface") or old.get("interface")
+            if interface:
+                result[host]["interface"] = interface
     return result
 
 

@@ -130,17 +130,13 @@ options:
   connect_via:
     description:
       - Which address becomes C(ansible_host), in order of preference; the first one a host has wins.
-      - V(wireguard) reads the host's mesh address from O(wireguard_addresses_file).
+      - V(wireguard) makes C(ansible_host) a reference to the host variable C(mesh_address), which
+        the vars plugin wrinklefree.deployer.wireguard_mesh gives each member of the mesh, falling
+        back to the next choice (or failing with that reason) while the host has none.
     type: list
     elements: str
     choices: [ipv4, ipv6, private, wireguard]
     default: [ipv4]
-  wireguard_addresses_file:
-    description:
-      - The wireguard role's registry (host name to C({address, ...}), or to an address).
-        A relative path is relative to the inventory file. A missing file means no mesh yet.
-    type: str
-    default: wireguard-addresses.yml
   timeout:
     description: Seconds to wait for one HTTP reply.
     type: int
@@ -189,6 +185,7 @@ from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.urls import open_url
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.template import trust_as_template
 
 # The Robot API does not report CPUs; these are Hetzner's published specs of each product.
 ROBOT_CPUS = {
@@ -353,7 +350,6 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
         self._base_dir = os.path.dirname(os.path.abspath(path))
-        self._wg_addresses = None
         self._reload_cache_relative_to_file()
         self.templar.available_variables = {**self._vars, "inventory_dir": self._base_dir}
 
@@ -508,29 +504,20 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def _address(self, name, hostvars):
         candidates = {"ipv4": hostvars["hetzner_ipv4"], "ipv6": hostvars["hetzner_ipv6"],
-                      "private": hostvars["hetzner_private_ipv4"], "wireguard": self._wireguard_addresses().get(name)}
-        for choice in self.get_option("connect_via"):
+                      "private": hostvars["hetzner_private_ipv4"]}
+        choices = self.get_option("connect_via")
+        for position, choice in enumerate(choices):
+            if choice == "wireguard":
+                # The mesh address comes from the vars plugin wireguard_mesh when the host is used,
+                # so a host that joins the mesh in this run is reached there by the next play.
+                later = [candidates[c] for c in choices[position + 1:] if candidates.get(c)]
+                fallback = repr(later[0]) if later else (
+                    f"undef(hint={f'{name} has no mesh address (connect_via {choices}) yet: no entry in the wireguard registry'!r})")
+                return trust_as_template(f"{{{{ mesh_address | default({fallback}) }}}}")
             if candidates[choice]:
                 return candidates[choice]
         raise AnsibleParserError(f"hetzner_fleet: {name} has no address for connect_via "
-                                 f"{self.get_option('connect_via')}; it has {[k for k, v in candidates.items() if v]}")
-
-    def _wireguard_addresses(self):
-        if self._wg_addresses is None:
-            path = os.path.join(self._base_dir, self.get_option("wireguard_addresses_file"))
-            try:
-                with open(path, encoding="utf-8") as handle:
-                    addresses = yaml.safe_load(handle) or {}
-            except FileNotFoundError:
-                addresses = {}
-            except (OSError, yaml.YAMLError) as exc:
-                raise AnsibleParserError(f"hetzner_fleet: cannot read {path}: {exc}") from None
-            if not isinstance(addresses, dict):
-                raise AnsibleParserError(f"hetzner_fleet: {path} must map host names to addresses")
-            # The wireguard role's registry: host to {address, public_key, endpoint}, or to an address.
-            self._wg_addresses = {host: str(entry.get("address") if isinstance(entry, dict) else entry).split("/")[0]
-                                  for host, entry in addresses.items()}
-        return self._wg_addresses
+                                 f"{choices}; it has {[k for k, v in candidates.items() if v]}")
 
     @staticmethod
     def _labelled(labels):
