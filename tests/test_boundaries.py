@@ -1,0 +1,137 @@
+"""Roles meet only through declared inputs: no role reads another role's files, local facts or
+private (``role__``) variables, nor another role's inputs (``role_`` names); no role reads the mesh
+registry or a flag that a playbook sets. Playbooks and runbooks call roles only at their
+declared entry points."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import ROOT
+
+ROLES = sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "meta" / "argument_specs.yml").is_file())
+# What an expression reads: Jinja blocks, and the conditions Ansible templates without braces.
+JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
+BARE = re.compile(r"^\s*-?\s*(?:when|that|until|failed_when|changed_when|loop|with_items)\s*:\s*(.+)$", re.M)
+BARE_LIST = re.compile(r"^\s*(?:when|that|failed_when|changed_when)\s*:\s*\n((?:\s+-\s.+\n)+)", re.M)
+# Plugins are called by FQCN and belong to the collection, not to a role.
+FQCN = re.compile(r"wrinklefree\.deployer\.\w+")
+
+
+def reads(text: str) -> str:
+    """The parts of a task file, template or vars file that Ansible evaluates."""
+    parts = JINJA.findall(text) + BARE.findall(text) + BARE_LIST.findall(text)
+    return FQCN.sub("", "\n".join(parts))
+
+
+def role_files(role: str):
+    for path in sorted((ROOT / "roles" / role).rglob("*")):
+        if path.is_file() and "molecule" not in path.parts and path.suffix in {".yml", ".j2", ".py", ".sh", ".cfg"}:
+            yield path
+
+
+def violations(role: str) -> list[str]:
+    others = [r for r in ROLES if r != role]
+    found = []
+    for path in role_files(role):
+        text = path.read_text()
+        where = path.relative_to(ROOT)
+        evaluated = reads(text) if path.suffix in {".yml", ".j2"} else ""
+        for other in others:
+            # An identifier of the other role's: its private (other__) or public (other_) names;
+            # a role name that prefixes another's (none today) would need a longer match first.
+            for name in sorted(set(re.findall(rf"(?<![\w.]){other}_\w+", evaluated))):
+                found.append(f"{where} reads {name} (role {other}'s)")
+            if re.search(rf"ansible_local\s*(?:\.|\[\s*['\"]){other}\b", evaluated):
+                found.append(f"{where} reads role {other}'s local fact")
+            if re.search(rf"roles/{other}\b|\.\./{other}/", text):
+                found.append(f"{where} refers to role {other}'s files")
+        for name in ("wireguard-addresses", "preflight_"):
+            if name in evaluated:
+                found.append(f"{where} reads {name} (the vars plugin and the playbooks give what a role needs)")
+    return found
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_a_role_reads_only_its_own_names_and_declared_inputs(role):
+    assert violations(role) == []
+
+
+def test_the_check_finds_a_reach_into_another_role(tmp_path, monkeypatch):
+    """The check itself: a planted reach into another role is found, whatever its form."""
+    planted = tmp_path / "roles" / "frontdoor" / "tasks"
+    planted.mkdir(parents=True)
+    for role in ROLES:
+        (tmp_path / "roles" / role / "meta").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "roles" / role / "meta" / "argument_specs.yml").write_text("argument_specs: {}\n")
+    (planted / "main.yml").write_text(yaml.safe_dump([
+        {"name": "a", "ansible.builtin.debug": {"msg": "{{ bitnet__bind }} {{ ansible_local.wireguard.address }}"}},
+        {"name": "b", "ansible.builtin.debug": {"msg": "x"}, "when": "base_ssh_allow_tcp_forwarding | bool"},
+        {"name": "c", "ansible.builtin.include_vars": {"file": "{{ role_path }}/../bitnet/defaults/main.yml"}},
+        {"name": "d", "ansible.builtin.debug": {"msg": "{{ x | wrinklefree.deployer.bitnet_server_args }}"}},
+    ]))
+    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
+    found = violations("frontdoor")
+    assert any("bitnet__bind" in f for f in found)
+    assert any("role wireguard's local fact" in f for f in found)
+    assert any("base_ssh_allow_tcp_forwarding" in f for f in found)
+    assert any("role bitnet's files" in f for f in found)
+    assert not any("bitnet_server_args" in f for f in found)
+
+
+def test_playbooks_call_roles_only_at_declared_entry_points():
+    entry_points = {role: set(yaml.safe_load((ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())["argument_specs"])
+                    for role in ROLES}
+    calls = []
+    for path in sorted((ROOT / "playbooks").rglob("*.yml")) + sorted((ROOT / "roles").rglob("tasks/*.yml")):
+        for match in re.finditer(r"name: wrinklefree\.deployer\.(\w+)\n(?:\s+\w+: .*\n)*?\s+tasks_from: (\w+)", path.read_text()):
+            calls.append((path.relative_to(ROOT), *match.groups()))
+    assert calls, "no tasks_from call found: the pattern no longer matches the playbooks"
+    assert [f"{p}: {role}/{entry}" for p, role, entry in calls if entry not in entry_points[role]] == []
+
+
+def test_no_playbook_reads_a_roles_files():
+    found = [f"{p.relative_to(ROOT)}: {m.group(0)}"
+             for p in sorted((ROOT / "playbooks").rglob("*.yml"))
+             for m in re.finditer(r"roles/\w+/(?:defaults|vars|tasks|files|templates)/[\w./-]+", p.read_text())]
+    assert found == []
+
+
+def code(path: Path) -> str:
+    """A file without its comments and, for a plugin, its documentation."""
+    text = path.read_text()
+    if path.suffix == ".py":
+        text = re.sub(r'(?s)(DOCUMENTATION|EXAMPLES|RETURN) = r?""".*?"""', "", text)
+    if path.parts[-2:] == ("meta", "argument_specs.yml"):
+        return ""
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+
+
+def test_the_mesh_registry_is_read_only_by_the_vars_plugin_and_written_only_by_its_role():
+    readers = sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("playbooks/**/*.yml"), *ROOT.glob("plugins/**/*.py"),
+                                                       *ROOT.glob("roles/**/*.yml"), *ROOT.glob("roles/**/*.j2")]
+                     if "wireguard-addresses" in code(p))
+    # The lab's teardown deletes it with the lab; the vars plugin loads it; the wireguard role writes it.
+    assert readers == ["playbooks/lab/down.yml", "plugins/vars/wireguard_mesh.py", "roles/wireguard/vars/main.yml"]
+
+
+def test_roles_and_playbooks_exist_for_every_path_named_in_the_docs():
+    named = {m.group(0) for p in [ROOT / "README.md", *ROOT.glob("docs/**/*.md"), *ROOT.glob("roles/*/README.md")]
+             for m in re.finditer(r"(?<![\w/.])(?:playbooks|roles|plugins|bench|tests|docs)/[a-z0-9_./@-]+\.(?:yml|py|md|j2)", p.read_text())}
+    assert len(named) > 20, "the pattern no longer finds the paths the docs name"
+    assert sorted(n for n in named if not (ROOT / n).exists()) == []
+
+
+def test_one_licence():
+    licences = {yaml.safe_load((ROOT / "galaxy.yml").read_text())["license"][0]}
+    for meta in ROOT.glob("roles/*/meta/main.yml"):
+        licences.add(yaml.safe_load(meta.read_text())["galaxy_info"]["license"])
+    assert licences == {"Apache-2.0"}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print("\n".join(v for r in ROLES for v in violations(r)))
