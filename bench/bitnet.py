@@ -27,16 +27,15 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from wrinklefree_lab.helpers import output, playbook, run, sh_out
+from wrinklefree_lab.labs import Lab
 
-from labs import Lab  # noqa: E402
-from helpers import output, playbook, run, sh_out  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 
 BANDWIDTH_C = r"""
 #include <omp.h>

@@ -32,12 +32,12 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from wrinklefree_lab import helpers
+from wrinklefree_lab.helpers import run
+from wrinklefree_lab.labs import Lab
 
-import helpers  # noqa: E402
-from labs import Lab  # noqa: E402
-from helpers import run  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 from mesh import timed  # noqa: E402
 
 SPEED = {"defaults": ["forks", "gathering", "fact_caching", "fact_caching_connection", "fact_caching_timeout"],

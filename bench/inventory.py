@@ -14,16 +14,14 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from wrinklefree_lab.fake_hetzner import (CLOUD_TOKEN, ROBOT_PASSWORD, ROBOT_USER, FakeHetzner, make_cloud_servers,
+                                          make_robot_servers)
 
-from fake_hetzner import (CLOUD_TOKEN, ROBOT_PASSWORD, ROBOT_USER, FakeHetzner,  # noqa: E402
-                          make_cloud_servers, make_robot_servers)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def measure(fake: FakeHetzner, source: Path, runs: int, *extra: str) -> tuple[float, float, int]:

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from wrinklefree_lab.helpers import changed_hosts, output, playbook, run
+from wrinklefree_lab.labs import Lab
 
-from labs import Lab  # noqa: E402
-from helpers import changed_hosts, output, playbook, run  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 
 
 def timed(path: str, lab: Lab, **kwargs) -> tuple[float, int, list]:

@@ -19,23 +19,22 @@ import argparse
 import ipaddress
 import json
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from wrinklefree_lab import cloud_vm
+from wrinklefree_lab.helpers import env, output, playbook
 
-import cloud_vm  # noqa: E402
-from helpers import env, output, playbook  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 
 INVENTORY = ROOT / "inventories" / "lab"
 KEY = "bench-burst-key-0123456789"
 
 
 def on_edge(edge: str, *args: str) -> dict:
-    """Run tests/loadgen.py on the edge host (podman exec) and return its JSON result."""
-    subprocess.run(["podman", "cp", str(ROOT / "tests" / "loadgen.py"), f"{edge}:/tmp/loadgen.py"], env=env(), check=True)
+    """Run tests/wrinklefree_lab/loadgen.py on the edge host (podman exec) and return its JSON result."""
+    subprocess.run(["podman", "cp", str(ROOT / "tests" / "wrinklefree_lab" / "loadgen.py"), f"{edge}:/tmp/loadgen.py"], env=env(), check=True)
     done = subprocess.run(["podman", "exec", edge, "python3", "/tmp/loadgen.py", *args], env=env(), check=True,
                           capture_output=True, text=True)
     return json.loads(done.stdout)

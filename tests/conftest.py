@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
-from helpers import ROOT, output, playbook, run
-from labs import CONTROLLER, LIFECYCLE, Lab, phase, running
+from wrinklefree_lab.helpers import ROOT, output, playbook, run
+from wrinklefree_lab.labs import CONTROLLER, LIFECYCLE, Lab, phase, running
 
 def _lab_of_module() -> dict[str, str]:
     """Test module (as in a node id) -> the lab it uses, from its `xdist_group` mark, read from

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-import helpers
-from helpers import output, playbook
+from wrinklefree_lab import helpers
+from wrinklefree_lab.helpers import output, playbook
 
 CASES = {
     "port-not-int": ({"base_ssh_port": "abc"}, "base_ssh_port"),

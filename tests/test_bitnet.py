@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import FLEET_HOSTS, ROOT, api_key, changed_hosts, converge, fact, http, output, playbook, run, sh
+from wrinklefree_lab.helpers import FLEET_HOSTS, ROOT, api_key, changed_hosts, converge, fact, http, output, playbook, run, sh
 
 # The fleet is one lab: its modules run on one pytest-xdist worker, in file order.
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import ROOT
+from wrinklefree_lab.helpers import ROOT
 
 ROLES = sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "meta" / "argument_specs.yml").is_file())
 # What an expression reads: Jinja blocks, and the conditions Ansible templates without braces.
@@ -131,6 +131,15 @@ def test_one_licence():
     for meta in ROOT.glob("roles/*/meta/main.yml"):
         licences.add(yaml.safe_load(meta.read_text())["galaxy_info"]["license"])
     assert licences == {"Apache-2.0"}
+
+
+def test_tests_and_benches_share_the_harness_package_only():
+    """Tests import the harness (wrinklefree_lab), never another test module; nothing edits sys.path
+    to reach tests/."""
+    found = [f"{p.relative_to(ROOT)}: {m.group(0)}"
+             for p in [*ROOT.glob("tests/*.py"), *ROOT.glob("tests/wrinklefree_lab/*.py"), *ROOT.glob("bench/*.py")]
+             for m in re.finditer(r"^\s*(?:from|import) (?:test_\w+|conftest)\b.*|^.*sys\.path.*\btests\b.*", p.read_text(), re.M)]
+    assert found == []
 
 
 if __name__ == "__main__":  # pragma: no cover

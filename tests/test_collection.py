@@ -8,7 +8,7 @@ import tarfile
 
 import yaml
 
-from helpers import ROOT, env, run
+from wrinklefree_lab.helpers import ROOT, env, run
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMr0nJ2wX3m1o8m3x0u5l2b1Gm2eYx0aQkS3c1v0xw8W test"
 

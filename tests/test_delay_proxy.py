@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 
-from helpers import ROOT
+from wrinklefree_lab.helpers import ROOT
 
 
 def echo_server() -> tuple[socket.socket, threading.Thread]:

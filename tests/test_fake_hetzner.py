@@ -9,9 +9,9 @@ import pytest
 import requests
 from hcloud import APIException, Client
 
-from fake_hetzner import (CLOUD_TOKEN, ROBOT_PASSWORD, ROBOT_USER, FakeHetzner, _selector_matches,
+from wrinklefree_lab.fake_hetzner import (CLOUD_TOKEN, ROBOT_PASSWORD, ROBOT_USER, FakeHetzner, _selector_matches,
                           make_cloud_servers, make_robot_servers)
-from helpers import env, run
+from wrinklefree_lab.helpers import env, run
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import adhoc, changed_hosts, output, playbook, run, sh
+from wrinklefree_lab.helpers import adhoc, changed_hosts, output, playbook, run, sh
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("faults")]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sys
 
-from helpers import ROOT
+from wrinklefree_lab.helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "plugins" / "filter"))
 

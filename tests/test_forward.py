@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from labs import CONTROLLER
-from helpers import ROOT, run
+from wrinklefree_lab.labs import CONTROLLER
+from wrinklefree_lab.helpers import ROOT, run
 
 pytestmark = pytest.mark.skipif(shutil.which("nft") is None or os.geteuid() != 0,
                                 reason="needs root and nftables (bin/wf setup installs it)")

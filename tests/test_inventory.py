@@ -12,9 +12,9 @@ import subprocess
 
 import pytest
 
-from fake_hetzner import (CLOUD_TOKEN, ROBOT_PASSWORD, ROBOT_USER, FakeHetzner, make_cloud_servers,
+from wrinklefree_lab.fake_hetzner import (CLOUD_TOKEN, ROBOT_PASSWORD, ROBOT_USER, FakeHetzner, make_cloud_servers,
                           make_robot_servers, robot_server)
-from helpers import ROOT, env, run
+from wrinklefree_lab.helpers import ROOT, env, run
 
 SECRETS = (CLOUD_TOKEN, ROBOT_PASSWORD, base64.b64encode(f"{ROBOT_USER}:{ROBOT_PASSWORD}".encode()).decode())
 

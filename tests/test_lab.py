@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from helpers import adhoc, changed_hosts, output, run
+from wrinklefree_lab.helpers import adhoc, changed_hosts, output, run
 
 # The fleet is one lab: its modules run on one pytest-xdist worker, in file order.
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]

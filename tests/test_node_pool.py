@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from helpers import ROOT, changed_hosts, env, output, playbook, run, sh_out
+from wrinklefree_lab.helpers import ROOT, changed_hosts, env, output, playbook, run, sh_out
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("pool")]
 

@@ -8,7 +8,7 @@ import subprocess
 
 import yaml
 
-from helpers import ROOT, env
+from wrinklefree_lab.helpers import ROOT, env
 
 HOSTS = [f"h{i}" for i in range(8)]
 

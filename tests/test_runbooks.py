@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from helpers import FLEET_HOSTS as HOSTS
-from helpers import ROOT, changed_hosts, converge, fact, http, output, playbook, run, sh
+from wrinklefree_lab.helpers import FLEET_HOSTS as HOSTS
+from wrinklefree_lab.helpers import ROOT, changed_hosts, converge, fact, http, output, playbook, run, sh
 
 # The fleet is one lab: its modules run on one pytest-xdist worker, in file order.
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]

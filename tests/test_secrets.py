@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import FLEET_HOSTS as HOSTS
-from helpers import ROOT, env, output, playbook, sh
+from wrinklefree_lab.helpers import FLEET_HOSTS as HOSTS
+from wrinklefree_lab.helpers import ROOT, env, output, playbook, sh
 
 # The fleet is one lab: its modules run on one pytest-xdist worker, in file order.
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
@@ -19,7 +19,7 @@ def test_no_secret_in_output_log_fact_cache_or_retry_files(fleet, fleet_first_ru
     log, facts = tmp_path / "ansible.log", tmp_path / "facts"
     # ansible.cfg's jsonfile fact cache, here in a directory of the test's own (ansible-runner
     # would otherwise put its own in each run's artifacts, which this test would not read).
-    monkeypatch.setattr("helpers.env", lambda **more: env(ANSIBLE_LOG_PATH=str(log),
+    monkeypatch.setattr("wrinklefree_lab.helpers.env", lambda **more: env(ANSIBLE_LOG_PATH=str(log),
                                                           ANSIBLE_CACHE_PLUGIN_CONNECTION=str(facts), **more))
     texts = []
     for path, extravars in (("playbooks/site.yml", {}), ("playbooks/runbooks/status.yml", {}),

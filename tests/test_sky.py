@@ -1,6 +1,6 @@
 """SkyPilot: the sky_tasks/ templates rendered over a matrix and validated by the installed
 SkyPilot's own loader; the sky_job/sky_service modules run through Ansible's module machinery
-against a recording fake of the SDK boundary (tests/fake_sky.py), whose signatures are checked
+against a recording fake of the SDK boundary (tests/wrinklefree_lab/fake_sky.py), whose signatures are checked
 against the real SDK; bad input to train.yml/serve.yml fails before any SDK call."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pytest
 import sky
 import yaml
 
-import fake_sky
-from helpers import ROOT, adhoc, env, output, playbook, run
+from wrinklefree_lab import fake_sky
+from wrinklefree_lab.helpers import ROOT, adhoc, env, output, playbook, run
 
 sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
 from sky_sdk import server_checks  # noqa: E402
@@ -138,10 +138,10 @@ def test_server_checks_refuse_what_the_loader_accepts():
 def sdk(tmp_path, monkeypatch):
     """Run playbooks with the fake SDK; returns a reader of what the fake recorded."""
     state = tmp_path / "fake-sky.json"
-    extra = {"WF_SKY_SDK": "fake_sky", "PYTHONPATH": str(ROOT / "tests"), "FAKE_SKY_STATE": str(state),
+    extra = {"WF_SKY_SDK": "wrinklefree_lab.fake_sky", "PYTHONPATH": str(ROOT / "tests"), "FAKE_SKY_STATE": str(state),
              "WANDB_API_KEY": "wandb-secret-value", "BITNET_API_KEY": "burst-secret-value-0123", "HOME": str(tmp_path)}
     monkeypatch.setattr(sys.modules[__name__], "BURST", burst_inputs(tmp_path))
-    monkeypatch.setattr("helpers.env", lambda **more: env(**{**extra, **more}))
+    monkeypatch.setattr("wrinklefree_lab.helpers.env", lambda **more: env(**{**extra, **more}))
 
     def recorded(fail: dict | None = None) -> dict:
         data = json.loads(state.read_text()) if state.exists() else {"calls": [], "jobs": [], "services": {},
@@ -306,7 +306,7 @@ def test_a_release_unlike_its_recorded_digest_is_never_shipped(sdk):
 
 
 def test_missing_sdk_is_a_clear_error(sdk, monkeypatch):
-    monkeypatch.setattr("helpers.env", lambda **more: env(WF_SKY_SDK="sky_not_installed", WANDB_API_KEY="wandb-key-1234", **more))
+    monkeypatch.setattr("wrinklefree_lab.helpers.env", lambda **more: env(WF_SKY_SDK="sky_not_installed", WANDB_API_KEY="wandb-key-1234", **more))
     runner = sky_play("playbooks/train.yml")
     assert runner.rc != 0
     assert "the SkyPilot SDK (sky_not_installed) cannot be imported" in " ".join(output(runner).split())

@@ -14,9 +14,9 @@ import urllib.error
 import urllib.request
 
 import pytest
-import cloud_vm
-from helpers import api_key, fact, output, playbook, sh
-from loadgen import load
+from wrinklefree_lab import cloud_vm
+from wrinklefree_lab.helpers import api_key, fact, output, playbook, sh
+from wrinklefree_lab.loadgen import load
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
 

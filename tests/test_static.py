@@ -8,7 +8,7 @@ import pytest
 import yaml
 from ansible.module_utils.compat.version import LooseVersion
 
-from helpers import ROOT, run
+from wrinklefree_lab.helpers import ROOT, run
 
 PLAYBOOKS = sorted(
     p.relative_to(ROOT) for p in (ROOT / "playbooks").rglob("*.yml")

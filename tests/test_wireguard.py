@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from helpers import changed_hosts, output, playbook, sh_out
+from wrinklefree_lab.helpers import changed_hosts, output, playbook, sh_out
 
 # The fleet is one lab: its modules run on one pytest-xdist worker, in file order.
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]

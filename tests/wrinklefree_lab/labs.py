@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from helpers import ROOT, run
+from wrinklefree_lab.helpers import ROOT, run
 
 CONTROLLER = ROOT / "inventories" / "controller"
 

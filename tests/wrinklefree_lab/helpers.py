@@ -11,7 +11,7 @@ from pathlib import Path
 
 import ansible_runner
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 CONTAINERS_CONF = ROOT / "tests" / "lab" / "containers.conf"
 
 

@@ -21,7 +21,7 @@ import sky as _sky
 from sky.jobs.client.sdk import AUTO_JOB_GROUP
 
 # The API server's checks, as the modules run them (plugins/module_utils/sky_sdk.py).
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins" / "module_utils"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent / "plugins" / "module_utils"))
 from sky_sdk import server_checks  # noqa: E402
 
 Task = _sky.Task

@@ -389,7 +389,7 @@ class _Handler(BaseHTTPRequestHandler):
 # -- a long-running fake for the lab ---------------------------------------------------------
 # The lab registers its hosts in STATE_DIR/fleet.json and discovers them through the project's
 # inventory plugin, like production does. Credentials are random per lab, in files of mode 0600.
-#   python tests/fake_hetzner.py start|stop|serve STATE_DIR
+#   python tests/wrinklefree_lab/fake_hetzner.py start|stop|serve STATE_DIR
 
 CREDENTIAL_FILES = ("cloud-token", "robot-user", "robot-password")
 

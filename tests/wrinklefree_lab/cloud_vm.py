@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from helpers import ROOT, env, output, playbook
+from wrinklefree_lab.helpers import ROOT, env, output, playbook
 
 
 class CloudVM:
@@ -92,7 +92,7 @@ def burst_spec(inventory, tmp: Path, key: str, endpoint: str) -> dict:
     runner = playbook("playbooks/serve.yml", inventory,
                       extravars={"sky_client": "localhost", "serve_release_dir": str(tmp / "client"),
                                  "serve_tls_certfile": str(tmp / "cert.pem"), "serve_tls_keyfile": str(tmp / "key.pem")},
-                      envvars=env(WF_SKY_SDK="fake_sky", PYTHONPATH=str(ROOT / "tests"), HOME=str(tmp),
+                      envvars=env(WF_SKY_SDK="wrinklefree_lab.fake_sky", PYTHONPATH=str(ROOT / "tests"), HOME=str(tmp),
                                   FAKE_SKY_STATE=str(tmp / "sky.json"), BITNET_API_KEY=key))
     assert runner.rc == 0, output(runner)[-4000:]
     assert key not in output(runner)
@@ -119,7 +119,7 @@ def start_tls_endpoint(vm: CloudVM, cert: Path, key: Path, port: int, target: in
     """SkyServe's TLS endpoint in front of the replica on `vm` (tls_terminator.py), with the
     service's certificate; it counts handshakes in ~/sky_logs/tls-handshakes."""
     vm.ssh("mkdir -p ~/tls && chmod 700 ~/tls")
-    for local, remote in ((cert, "tls/cert.pem"), (key, "tls/key.pem"), (ROOT / "tests" / "tls_terminator.py", "tls/terminator.py")):
+    for local, remote in ((cert, "tls/cert.pem"), (key, "tls/key.pem"), (Path(__file__).parent / "tls_terminator.py", "tls/terminator.py")):
         vm.copy(local, remote)
     vm.ssh(f'systemd-run --quiet --unit=sky-tls --collect python3 "$HOME/tls/terminator.py" "$HOME/tls/cert.pem" '
            f'"$HOME/tls/key.pem" {port} {target} "$HOME/sky_logs/tls-handshakes"')
