@@ -51,6 +51,11 @@ def test_role_argument_specs_render():
     assert "base_firewall_allow" in out
 
 
+def test_vars_plugin_docs_render():
+    out = run("ansible-doc", "-t", "vars", "wrinklefree.deployer.wireguard_mesh").stdout
+    assert "mesh_address" in out and "mesh_members" in out
+
+
 def test_inventory_plugin_docs_render():
     out = run("ansible-doc", "-t", "inventory", "wrinklefree.deployer.hetzner_fleet").stdout
     assert "connect_via" in out and "HCLOUD_TOKEN" in out and "retry_max_wait" in out
@@ -78,7 +83,7 @@ def test_module_and_filter_docs_render(kind, name, expected):
 
 def test_wireguard_role_docs_render():
     out = run("ansible-doc", "-t", "role", "wrinklefree.deployer.wireguard").stdout
-    assert "wireguard_address_plan" in out and "ENTRY POINT: *health*" in out
+    assert "wireguard_address_plan" in out and "ENTRY POINT: *health*" in out and "ENTRY POINT: *validate*" in out
 
 
 def test_node_pool_role_docs_render():
@@ -89,6 +94,7 @@ def test_node_pool_role_docs_render():
 def test_bitnet_role_docs_render():
     out = run("ansible-doc", "-t", "role", "wrinklefree.deployer.bitnet").stdout
     assert "bitnet_submodule_urls" in out and "bitnet_model_checksum_required" in out
+    assert "ENTRY POINT: *plan*" in out and "ENTRY POINT: *build*" in out and "bitnet_mesh_address" in out
 
 
 def test_frontdoor_role_docs_render():
