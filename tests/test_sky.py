@@ -236,6 +236,11 @@ def test_secrets_never_appear_in_output(sdk):
     assert runner.rc == 0 and "wandb-secret-value" not in output(runner)
     runner = sky_play("playbooks/serve.yml", "-vvv --diff")
     assert runner.rc == 0 and "burst-secret-value-0123" not in output(runner)
+    # A refused input prints the role's argument spec: its defaults hold no key.
+    runner = sky_play("playbooks/serve.yml", "-vvv", serve_load_balancing_policy="random")
+    assert runner.rc != 0 and "argument_spec_data" in output(runner) and "burst-secret-value-0123" not in output(runner)
+    runner = sky_play("playbooks/train.yml", "-vvv", train_state="gone")
+    assert runner.rc != 0 and "argument_spec_data" in output(runner) and "wandb-secret-value" not in output(runner)
 
 
 def test_service_ships_the_base_layers_releases_and_model(sdk, tmp_path):
@@ -261,6 +266,8 @@ def test_service_ships_the_base_layers_releases_and_model(sdk, tmp_path):
     ({"train_stage": "4"}, "train_stage must be one of 1, 1.9, 2, 3, got 4"),
     ({"train_scale": "xl"}, "train_scale must be one of xs, s, m, l, got xl"),
     ({"train_wandb_api_key": ""}, "train_wandb_api_key is empty"),
+    ({"train_max_restarts": -1}, "train_max_restarts must be 0 or more, got -1"),
+    ({"train_state": "paused"}, "train_state must be one of: present, absent, got: paused"),
 ])
 def test_bad_training_input_fails_before_any_sdk_call(sdk, extravars, message):
     runner = sky_play("playbooks/train.yml", **extravars)
@@ -276,7 +283,8 @@ def test_bad_training_input_fails_before_any_sdk_call(sdk, extravars, message):
     ({"serve_cloud_infra": ["aws", "nosuchcloud"]}, "unknown: ['nosuchcloud']"),
     ({"serve_cloud_infra": []}, "serve_cloud_infra must name at least one public cloud"),
     ({"serve_cloud_infra": ["ssh/hetzner-base"]}, "unknown: ['ssh/hetzner-base']"),
-    ({"serve_load_balancing_policy": "random"}, "serve_load_balancing_policy must be least_load or round_robin"),
+    ({"serve_load_balancing_policy": "random"}, "serve_load_balancing_policy must be one of: least_load, round_robin, got: random"),
+    ({"serve_mode": "canary"}, "serve_mode must be one of: rolling, blue_green, got: canary"),
     ({"serve_port": 0}, "serve_port must be 1-65535, got 0"),
     ({"serve_cloud_cpus": "lots"}, "SkyPilot rejected the task"),
     ({"serve_api_key": ""}, "serve_api_key is missing or shorter than 16 characters"),
