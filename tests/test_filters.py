@@ -8,6 +8,7 @@ import sys
 from wrinklefree_lab.helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "plugins" / "filter"))
+sys.path.insert(0, str(ROOT / "plugins" / "test"))
 
 import pytest  # noqa: E402
 from ansible.errors import AnsibleFilterError  # noqa: E402
@@ -15,6 +16,7 @@ import yaml  # noqa: E402
 from bitnet import bitnet_cmake_args, bitnet_cpu_profile, bitnet_server_args  # noqa: E402
 from fleet_status import fleet_status  # noqa: E402
 from frontdoor import frontdoor_servers  # noqa: E402
+from login_name import login_name  # noqa: E402
 from pip_lock import pip_lock_problems  # noqa: E402
 from role_vars import unknown_role_vars  # noqa: E402
 from wireguard import (wireguard_addresses, wireguard_network_conflicts, wireguard_registry,  # noqa: E402
@@ -311,3 +313,12 @@ def test_network_conflicts_name_what_the_mesh_would_take_over():
         "choose a range none of the hosts' networks uses",
         "wireguard_network 10.0.0.0/8 overlaps the address Ansible reaches h1 at (10.0.0.5/32): the mesh would take "
         "its traffic; choose a range none of the hosts' networks uses"]
+
+
+@pytest.mark.parametrize("name,ok", [
+    ("deploy", True), ("_svc", True), ("bitnet-1", True), ("a" * 32, True),
+    ("", False), ("1deploy", False), ("-x", False), ("Deploy", False), ("de ploy", False),
+    ("a" * 33, False), ("root;rm", False), ("deploy\n", False), (None, False), (7, False),
+])
+def test_login_name(name, ok):
+    assert login_name(name) is ok

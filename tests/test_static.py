@@ -78,6 +78,7 @@ def test_inventory_plugin_docs_render():
     ("filter", "pip_lock_problems", "require-hashes"),
     ("filter", "wireguard_network_conflicts", "connected route"),
     ("filter", "wireguard_route_conflicts", "default route"),
+    ("test", "login_name", "useradd"),
 ])
 def test_module_and_filter_docs_render(kind, name, expected):
     assert expected in run("ansible-doc", "-t", kind, f"wrinklefree.deployer.{name}").stdout
