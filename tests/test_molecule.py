@@ -1,9 +1,11 @@
 """Every Molecule scenario: create, converge, idempotence, a check-mode run that must report no
-change on the converged hosts, verify, destroy."""
+change on the converged hosts, verify, destroy. Scenarios on lab hosts (driver managed) need the
+lab image; those of the SkyPilot client's roles run on this controller."""
 
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from wrinklefree_lab.helpers import ROOT, recap_changed, run
 
@@ -12,7 +14,11 @@ SCENARIOS = sorted((p.parent.parent.parent, p.parent.name) for p in ROOT.glob("r
 
 @pytest.mark.molecule
 @pytest.mark.parametrize("role_dir,scenario", SCENARIOS, ids=lambda v: getattr(v, "name", v))
-def test_scenario(lab_image, role_dir, scenario):
+def test_scenario(request, role_dir, scenario):
+    driver = yaml.safe_load((role_dir / "molecule" / scenario / "molecule.yml").read_text())["driver"]
+    if driver.get("options", {}).get("managed", True):
+        request.getfixturevalue("lab_image")
+
     def molecule(*args, check=True):
         return run("molecule", *args[:1], "-s", scenario, *args[1:], cwd=role_dir, check=check)
 
