@@ -8,6 +8,10 @@ import json
 import pytest
 import requests
 from hcloud import APIException, Client
+from hcloud.firewalls import FirewallRule
+from hcloud.images import Image
+from hcloud.locations import Location
+from hcloud.server_types import ServerType
 
 from wrinklefree_lab.fake_hetzner import (CLOUD_TOKEN, ROBOT_PASSWORD, ROBOT_USER, FakeHetzner, _selector_matches,
                           make_cloud_servers, make_robot_servers)
@@ -137,3 +141,129 @@ def test_bundled_hcloud_inventory_plugin_reads_the_fake(fake, tmp_path):
     plain = {k: v.get("__ansible_unsafe", v) if isinstance(v, dict) else v for k, v in host.items()}
     assert plain["ansible_host"] == "198.18.0.1"
     assert plain["hcloud_server_type"] == "cx22"
+
+
+# -- the writable project (fake_hcloud), through the official client ----------------------------
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGZha2Uta2V5LWZvci10aGUtdGVzdHMtMDEyMzQ1Njc4OWFi test"
+
+
+@pytest.fixture
+def project():
+    created, deleted = [], []
+    server = FakeHetzner(server_limit=3, action_seconds=0.2,
+                         on_create=lambda s, user_data: created.append((s["name"], user_data)) or {"ipv4": "192.0.2.7"},
+                         on_delete=lambda s: deleted.append(s["name"])).start()
+    yield server, Client(token=CLOUD_TOKEN, api_endpoint=server.cloud_url, poll_interval=0.1), created, deleted
+    server.stop()
+
+
+def test_servers_are_created_with_their_keys_and_labels_and_deleted_after_their_actions(project):
+    fake, client, created, deleted = project
+    key = client.ssh_keys.create(name="admin", public_key=SSH_KEY, labels={"managed-by": "wrinklefree"})
+    response = client.servers.create("base-1", server_type=ServerType(name="cx22"), image=Image(name="debian-12"),
+                                     location=Location(name="nbg1"), ssh_keys=[key], labels={"layer": "base"},
+                                     user_data="#cloud-config\n")
+    assert response.server.status == "initializing" and response.root_password is None
+    response.action.wait_until_finished()
+    server = client.servers.get_by_name("base-1")
+    assert server.status == "running" and server.labels == {"layer": "base"} and server.location.name == "nbg1"
+    assert server.public_net.ipv4.ip == "192.0.2.7" and created == [("base-1", "#cloud-config\n")]
+    client.servers.delete(server).wait_until_finished()
+    assert client.servers.get_by_name("base-1") is None and deleted == ["base-1"]
+    assert fake.requests["cloud POST /v1/servers"] == 1
+
+
+@pytest.mark.parametrize("change,code,field", [
+    ({"server_type": "cx99"}, "invalid_input", "server_type"),
+    ({"location": "mars1"}, "invalid_input", "location"),
+    ({"image": "debian-7"}, "invalid_input", "image"),
+    ({"server_type": "cax31", "image": 161547269}, "invalid_input", "image"),  # an x86 image on ARM
+    ({"name": "not a hostname"}, "invalid_input", "name"),
+    ({"labels": {"bad key!": "x"}}, "invalid_input", "labels"),
+    ({"ssh_keys": ["nobody"]}, "invalid_input", "ssh_keys"),
+])
+def test_the_api_refuses_what_it_cannot_create(project, change, code, field):
+    fake, client, created, _ = project
+    body = {"name": "base-1", "server_type": "cx22", "image": "debian-12", "location": "fsn1", **change}
+    with pytest.raises(APIException) as refused:
+        client.request(url="/servers", method="POST", json=body)
+    assert refused.value.code == code and refused.value.details["fields"][0]["name"] == field
+    assert fake.project.servers == [] and created == []
+
+
+def test_names_are_unique_and_the_project_has_a_server_limit(project):
+    fake, client, _, _ = project
+    body = {"server_type": "cax31", "image": "debian-12"}
+    for name in ("a", "b", "c"):
+        client.request(url="/servers", method="POST", json={"name": name, **body})
+    with pytest.raises(APIException) as refused:
+        client.request(url="/servers", method="POST", json={"name": "a", **body})
+    assert refused.value.code == "uniqueness_error"
+    with pytest.raises(APIException) as refused:
+        client.request(url="/servers", method="POST", json={"name": "d", **body})
+    assert refused.value.code == "resource_limit_exceeded"
+    with pytest.raises(APIException) as refused:
+        client.ssh_keys.create(name="k", public_key="not a key")
+    assert refused.value.code == "invalid_input"
+    client.ssh_keys.create(name="k", public_key=SSH_KEY)
+    with pytest.raises(APIException) as refused:
+        client.ssh_keys.create(name="k2", public_key=SSH_KEY)
+    assert refused.value.code == "uniqueness_error"  # the same key under another name
+
+
+def test_delete_protection_and_resources_in_use_are_honoured(project):
+    fake, client, _, deleted = project
+    firewall = client.firewalls.create("fleet", rules=[FirewallRule(direction="in", protocol="tcp", port="22",
+                                                                    source_ips=["0.0.0.0/0", "::/0"])]).firewall
+    group = client.placement_groups.create("fleet", type="spread").placement_group
+    network = client.networks.create("fleet-net", ip_range="10.1.0.0/16")
+    response = client.servers.create("base-1", server_type=ServerType(name="cx22"), image=Image(name="debian-12"),
+                                     firewalls=[firewall], placement_group=group, networks=[network])
+    response.action.wait_until_finished()
+    server = client.servers.get_by_id(response.server.id)
+    server.change_protection(delete=True).wait_until_finished()
+    with pytest.raises(APIException) as refused:
+        server.delete()
+    assert refused.value.code == "protected" and deleted == []
+    for resource in (firewall, group, network):
+        with pytest.raises(APIException) as refused:
+            resource.delete()
+        assert refused.value.code == "resource_in_use"
+    with pytest.raises(APIException) as refused:
+        server.change_type(ServerType(name="ccx33"), upgrade_disk=False)
+    assert refused.value.code == "server_not_stopped"
+    server.change_protection(delete=False).wait_until_finished()
+    server.delete().wait_until_finished()
+    assert firewall.delete() and group.delete() and network.delete()
+    assert [n.name for n in client.networks.get_all()] == ["fleet"]  # the discovery fake's own
+
+
+def test_prices_per_location_and_injected_api_errors(project):
+    fake, client, _, _ = project
+    types = {t.name: t for t in client.server_types.get_all()}
+    prices = {p["location"]: p for p in types["cx22"].prices}
+    assert sorted(prices) == ["fsn1", "hel1", "nbg1"] and float(prices["fsn1"]["price_monthly"]["net"]) == 3.79
+    fake.inject("cloud", "422:resource_limit_exceeded")
+    with pytest.raises(APIException) as refused:
+        client.request(url="/servers", method="POST", json={"name": "x", "server_type": "cx22", "image": "debian-12"})
+    assert refused.value.code == "resource_limit_exceeded" and fake.project.servers == []
+
+
+def test_the_bundled_hcloud_modules_converge_a_project_on_the_fake(project, tmp_path):
+    """The modules provisioning uses, against the fake: a second run changes nothing, and deleting
+    the servers leaves the rest."""
+    fake, client, created, deleted = project
+    extravars = tmp_path / "vars.json"
+    extravars.write_text(json.dumps({"hcloud_endpoint": fake.cloud_url, "hcloud_token": CLOUD_TOKEN,
+                                     "hcloud_public_key": SSH_KEY, "hcloud_servers": ["base-1", "base-2"]}))
+
+    def play(*more):
+        return run("ansible-playbook", "tests/playbooks/hcloud_project.yml", f"-e@{extravars}", *more).stdout
+
+    assert "changed=6" in play()
+    assert "changed=0" in play()
+    assert sorted(name for name, _ in created) == ["base-1", "base-2"]
+    assert {s.name: s.status for s in client.servers.get_all()} == {"base-1": "running", "base-2": "running"}
+    assert "changed=1" in play("-e", "hcloud_state=absent")
+    assert sorted(deleted) == ["base-1", "base-2"] and client.servers.get_all() == []
+    assert [k.name for k in client.ssh_keys.get_all()] == ["admin"]

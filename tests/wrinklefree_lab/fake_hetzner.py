@@ -27,6 +27,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from wrinklefree_lab.fake_hcloud import CloudError, CloudProject
+
 CLOUD_TOKEN = "fake-cloud-token-0123456789abcdef"
 ROBOT_USER = "#ws+fakeuser"
 ROBOT_PASSWORD = "fake-robot-password"
@@ -41,7 +43,7 @@ SERVER_TYPES = {
     "ccx33": (8, 32.0, 240, "dedicated", "x86"),
     "cax31": (8, 16.0, 160, "shared", "arm"),
 }
-NETWORK = {"id": 4711, "name": "fleet", "ip_range": "10.0.0.0/16", "labels": {}, "protected": False,
+NETWORK = {"id": 4711, "name": "fleet", "ip_range": "10.0.0.0/16", "labels": {}, "protection": {"delete": False},
            "subnets": [{"type": "cloud", "ip_range": "10.0.0.0/16", "network_zone": "eu-central",
                         "gateway": "10.0.0.1", "vswitch_id": None}],
            "routes": [], "servers": [], "load_balancers": [], "expose_routes_to_vswitch": False,
@@ -148,8 +150,11 @@ class FakeHetzner:
 
     def __init__(self, cloud_servers=(), robot_servers=(), *, cloud_limit=3600, robot_limit=200,
                  cloud_token=CLOUD_TOKEN, robot_user=ROBOT_USER, robot_password=ROBOT_PASSWORD, fleet_file=None,
-                 faults_file=None):
+                 faults_file=None, **project):
+        """`project`: the writable Cloud project's settings (fake_hcloud.CloudProject: server_limit,
+        action_seconds, on_create, on_delete)."""
         self.cloud_servers = list(cloud_servers)
+        self.project = CloudProject(self.cloud_servers, LOCATIONS, SERVER_TYPES, [dict(NETWORK)], **project)
         self.robot_servers = list(robot_servers)
         self.cloud_token = cloud_token
         self.robot_auth = base64.b64encode(f"{robot_user}:{robot_password}".encode()).decode()
@@ -170,7 +175,8 @@ class FakeHetzner:
         """Answer the next `times` requests to `api` ("cloud"/"robot") with a fault:
         "500", "502", "429" (rate limited, RateLimit-Reset 1 s ahead), "malformed", or (cloud)
         "deleted": the first server is deleted just before the request is answered, as when
-        someone deletes a server while a client pages through the list; "ok" answers as usual
+        someone deletes a server while a client pages through the list; "STATUS:code" (cloud) an
+        error of that status and code, e.g. "422:resource_limit_exceeded"; "ok" answers as usual
         (to aim the next fault at a later request)."""
         self.faults[api].extend([fault] * times)
 
@@ -184,7 +190,8 @@ class FakeHetzner:
                 return
             with open(self.fleet_file, encoding="utf-8") as handle:
                 fleet = json.load(handle)
-            self.cloud_servers = [cloud_server(i, **spec) for i, spec in enumerate(fleet.get("cloud", []))]
+            # In place: the project's servers are this list.
+            self.cloud_servers[:] = [cloud_server(i, **spec) for i, spec in enumerate(fleet.get("cloud", []))]
             self.robot_servers = [robot_server(i, **spec) for i, spec in enumerate(fleet.get("robot", []))]
             self._fleet_mtime = mtime
 
@@ -283,14 +290,64 @@ class _Handler(BaseHTTPRequestHandler):
         self.fake.reload_fleet()
         (self._cloud if api == "cloud" else self._robot)(parts.path, parse_qs(parts.query))
 
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        self._cloud_write("POST")
+
+    def do_DELETE(self) -> None:  # noqa: N802 (http.server's naming)
+        self._cloud_write("DELETE")
+
+    def _cloud_write(self, method: str) -> None:
+        """The project's writes: POST creates (and server actions), DELETE deletes, under the same
+        authentication, quota and faults as reads."""
+        path = urlsplit(self.path).path
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.fake.requests[f"cloud {method} {path}"] += 1
+        rate = self._cloud_gate(path)
+        if rate is None:
+            return
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            self._cloud_error(400, "json_error", "invalid JSON in the request body", rate)
+            return
+        project = self.fake.project
+        routes = {
+            ("POST", r"/v1/ssh_keys"): lambda: (201, project.create_ssh_key(body)),
+            ("POST", r"/v1/networks"): lambda: (201, project.create_network(body)),
+            ("POST", r"/v1/firewalls"): lambda: (201, project.create_firewall(body)),
+            ("POST", r"/v1/placement_groups"): lambda: (201, project.create_placement_group(body)),
+            ("POST", r"/v1/servers"): lambda: (201, project.create_server(
+                body, lambda i, **kw: cloud_server(i, ipv4=_address(i), private_ip="", **kw))),
+            ("POST", r"/v1/networks/(\d+)/actions/add_subnet"): lambda: (201, project.add_subnet(int(m.group(1)), body)),
+            ("POST", r"/v1/servers/(\d+)/actions/poweroff"): lambda: (201, project.poweroff_server(int(m.group(1)))),
+            ("POST", r"/v1/servers/(\d+)/actions/change_type"): lambda: (201, project.change_type(int(m.group(1)), body)),
+            ("POST", r"/v1/servers/(\d+)/actions/change_protection"):
+                lambda: (201, project.protect_server(int(m.group(1)), body)),
+            ("DELETE", r"/v1/servers/(\d+)"): lambda: (200, project.delete_server(int(m.group(1)))),
+            ("DELETE", r"/v1/(ssh_keys|networks|firewalls|placement_groups)/(\d+)"):
+                lambda: (204, project.delete(m.group(1), int(m.group(2)))),
+        }
+        for (verb, pattern), handler in routes.items():
+            if verb == method and (m := re.fullmatch(pattern, path)):
+                try:
+                    status, answer = handler()
+                except CloudError as error:
+                    self._send(error.status, error.body(), rate)
+                    return
+                self._send(status, b"" if status == 204 else answer, rate)
+                return
+        self._cloud_error(404, "not_found", f"{method} {path} is not served by the fake", rate)
+
     # -- Cloud ---------------------------------------------------------------------------
     def _cloud_error(self, status: int, code: str, message: str, headers=None) -> None:
         self._send(status, {"error": {"code": code, "message": message, "details": {}}}, headers)
 
-    def _cloud(self, path: str, query: dict) -> None:
+    def _cloud_gate(self, path: str) -> dict | None:
+        """Authentication, the hourly quota and injected faults; the rate headers when the request
+        may go on, None when it was answered here."""
         if self.headers.get("Authorization") != f"Bearer {self.fake.cloud_token}":
             self._cloud_error(401, "unauthorized", "unable to authenticate")
-            return
+            return None
         allowed, remaining, reset = self.fake._take_quota("cloud")
         rate = {"RateLimit-Limit": self.fake.cloud_limit, "RateLimit-Remaining": remaining, "RateLimit-Reset": reset}
         fault = self.fake._next_fault("cloud")
@@ -299,20 +356,51 @@ class _Handler(BaseHTTPRequestHandler):
             self._cloud_error(429, "rate_limit_exceeded", "limit of 3600 requests per hour reached", rate)
         elif fault in ("500", "502"):
             self._cloud_error(int(fault), "service_error" if fault == "500" else "bad_gateway", "injected fault", rate)
+        elif fault and ":" in fault:
+            status, code = fault.split(":", 1)
+            self._cloud_error(int(status), code, f"injected {code}", rate)
         elif fault == "malformed":
             self._send(200, b'{"servers": [{"id": 1, "name": ', rate)
         elif fault == "deleted" and path == "/v1/servers":
             with self.fake._lock:
                 self.fake.cloud_servers.pop(0)
+            return rate
+        else:
+            return rate
+        return None
+
+    def _cloud(self, path: str, query: dict) -> None:
+        rate = self._cloud_gate(path)
+        if rate is None:
+            return
+        project = self.fake.project
+        if path == "/v1/servers":
             self._list(query, rate, "servers", self._filter_servers(query))
-        elif path == "/v1/servers":
-            self._list(query, rate, "servers", self._filter_servers(query))
-        elif path == "/v1/networks":
-            self._list(query, rate, "networks", [NETWORK])
-        elif path == f"/v1/networks/{NETWORK['id']}":
-            self._send(200, {"network": NETWORK}, rate)
+        elif path in ("/v1/networks", "/v1/ssh_keys", "/v1/firewalls", "/v1/placement_groups"):
+            kind = path.rsplit("/", 1)[1]
+            items = [i for i in project.collection(kind)
+                     if all(str(i.get(k)) == query[k][0] for k in ("name", "fingerprint") if k in query)
+                     and _selector_matches(query.get("label_selector", [""])[0], i.get("labels", {}))]
+            self._list(query, rate, kind, items)
+        elif m := re.fullmatch(r"/v1/(networks|ssh_keys|firewalls|placement_groups)/(\d+)", path):
+            try:
+                self._send(200, {m.group(1)[:-1]: project.find(m.group(1), int(m.group(2)))}, rate)
+            except CloudError as error:
+                self._send(error.status, error.body(), rate)
+        elif m := re.fullmatch(r"/v1/actions/(\d+)", path):
+            try:
+                self._send(200, {"action": project.action(int(m.group(1)))}, rate)
+            except CloudError as error:
+                self._send(error.status, error.body(), rate)
+        elif path == "/v1/server_types":
+            self._list(query, rate, "server_types", [s for s in project.server_type_list()
+                                                     if "name" not in query or s["name"] == query["name"][0]])
+        elif path == "/v1/images":
+            self._list(query, rate, "images", [i for i in project.image_list()
+                                               if all(i[k] == query[k][0] for k in ("name", "architecture", "type") if k in query)])
         elif path == "/v1/locations":
-            self._list(query, rate, "locations", [_location(name) for name in LOCATIONS])
+            self._list(query, rate, "locations", [_location(name) for name in LOCATIONS
+                                                  if "name" not in query or name == query["name"][0]])
         elif m := re.fullmatch(r"/v1/servers/(\d+)", path):
             found = [s for s in self.fake.cloud_servers if s["id"] == int(m.group(1))]
             if found:
