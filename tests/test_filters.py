@@ -244,6 +244,17 @@ def test_fleet_status_judges_and_prices_each_host():
     assert "TOTAL" in report["table"] and "m:ok,n:DOWN" in report["table"]
 
 
+def test_fleet_status_takes_the_apis_price_over_the_table():
+    from fleet_status import fleet_status
+    report = fleet_status({"a": {"reachable": True, "product": "cx22", "price_hourly": 0.0049},
+                           "b": {"reachable": True, "product": "AX41-NVMe", "price_hourly": None},
+                           "c": {"reachable": False, "product": "unknown-box", "price_hourly": None}}, PRICES)
+    a, b, c = report["hosts"]
+    assert (a["price_per_hour"], a["price_source"]) == (0.0049, "api")
+    assert (b["price_per_hour"], b["price_source"]) == (pytest.approx(0.1), "table")
+    assert (c["price_per_hour"], c["price_source"]) == (None, None)
+
+
 def test_fleet_status_without_pool_or_rates():
     from fleet_status import fleet_status
     report = fleet_status({"a": {"reachable": True, "product": "spot"}}, PRICES)

@@ -91,13 +91,15 @@ def test_hostvars_of_cloud_and_dedicated_servers(fake, production):
     assert cloud["hetzner_labels"] == {"layer": "base", "role": "bitnet"}
     assert cloud["hetzner_cpu"] == {"model": "Ampere Altra (shared vCPU)", "cores": 8, "architecture": "aarch64"}
     assert (cloud["hetzner_source"], cloud["hetzner_location"], cloud["hetzner_product"]) == ("cloud", "hel1", "cax31")
+    # The API's net price per hour of cax31 in hel1 (the fake prices Helsinki 5 % lower).
+    assert cloud["hetzner_price_hourly"] == round(12.49 * 0.95 / 730, 4)
     robot = hostvars(listed, "ax-002")
     assert robot["hetzner_source"] == "robot" and robot["hetzner_id"] == 100002
     assert robot["hetzner_cpu"] == {"model": "AMD Ryzen 9 7950X3D", "cores": 16, "architecture": "x86_64"}
     assert robot["hetzner_ipv6"] == "2001:db8:ffff:2::2"
     assert (robot["hetzner_location"], robot["hetzner_datacenter"]) == ("fsn1", "fsn1-dc3")
     assert robot["hetzner_roles"] == ["bitnet", "wireguard"]
-    assert robot["hetzner_private_ipv4"] is None
+    assert robot["hetzner_private_ipv4"] is None and robot["hetzner_price_hourly"] is None
 
 
 def test_graph_shows_the_groups(fake, production):

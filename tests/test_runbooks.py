@@ -46,8 +46,10 @@ def test_status_reports_every_host_with_cost_per_token(converged, tmp_path):
         assert {p["name"] for p in host["peers"]} == set(HOSTS) - {name}
         assert host["decode_tps"] > 0 and host["price_per_hour"] > 0
         assert host["cost_per_1m_at_50"] == pytest.approx(2 * host["cost_per_1m"], rel=0.01)
-    # wf-bitnet-3 is the lab's dedicated AX41-NVMe (monthly price / 730), the others Cloud cx22.
+    # wf-bitnet-3 is the lab's dedicated AX41-NVMe (monthly price / 730, from the table), the others
+    # Cloud cx22, priced by the (fake) Cloud API for their location.
     assert hosts[HOSTS[2]]["product"] == "AX41-NVMe" and hosts[HOSTS[0]]["product"] == "cx22"
+    assert [hosts[h]["price_source"] for h in HOSTS] == ["api", "api", "table"]
     totals = report["totals"]
     assert totals["healthy"] == 3 and totals["price_per_hour"] == pytest.approx(sum(h["price_per_hour"] for h in hosts.values()), rel=1e-3)
     assert re.search(r"TOTAL +3/3", output(runner))

@@ -46,7 +46,8 @@ def _split(frontdoor):
 def fleet_status(hosts, prices, pool=None, frontdoor=None, burst=None, burst_price=None):
     """Judge and total the per-host records the status runbook gathered.
 
-    ``hosts`` maps host name to ``{reachable, product, mesh_address, bitnet, health, peers}``:
+    ``hosts`` maps host name to ``{reachable, product, price_hourly, mesh_address, bitnet, health, peers}``
+    (``price_hourly``: the Cloud API's price, which wins over ``prices``):
     ``bitnet`` is the bitnet role's local fact (its ``models`` carry the measured ``tg``), ``health``
     the HTTP status of each model's /health in the same order, ``peers`` the wireguard_health
     module's peers ``{name, handshake_age, healthy}``; ``prices`` maps product to a price per hour (or ``{hourly}``/``{monthly}``);
@@ -73,7 +74,11 @@ def fleet_status(hosts, prices, pool=None, frontdoor=None, burst=None, burst_pri
         issues += [f"WireGuard peer {p['name']} stale" for p in row["peers"] if not p.get("healthy")]
         address = record.get("mesh_address")
         row["in_pool"] = None if pool is None else address in pool
-        row["price_per_hour"] = _price(row["product"], prices) if row["product"] else None
+        # The Cloud API's price for the server's location first; the table for Robot products.
+        api_price = record.get("price_hourly")
+        row["price_per_hour"] = float(api_price) if api_price is not None else \
+            _price(row["product"], prices) if row["product"] else None
+        row["price_source"] = "api" if api_price is not None else "table" if row["price_per_hour"] is not None else None
         rates = [m["tg"] for m in row["models"] if m.get("healthy") and m.get("tg")]
         row["decode_tps"] = max(rates) if rates else None
         row["cost_per_1m"] = _per_million(row["price_per_hour"], row["decode_tps"], 1.0)

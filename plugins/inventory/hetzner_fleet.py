@@ -16,8 +16,9 @@ description:
     C(hetzner_cloud) and C(hetzner_robot)."
   - "Host variables, all prefixed C(hetzner_): C(source) (V(cloud) or V(robot)), C(id),
     C(status), C(labels), C(layer), C(roles), C(ipv4), C(ipv6), C(ipv6_network),
-    C(private_ipv4), C(location), C(datacenter), C(product), and C(cpu) (C(model), C(cores),
-    C(architecture)). Robot servers carry no labels in Hetzner: give them in
+    C(private_ipv4), C(location), C(datacenter), C(product), C(price_hourly) (a Cloud server's
+    net price per hour in its location, from the API's C(server_type.prices); null for Robot
+    servers and when the API gives none), and C(cpu) (C(model), C(cores), C(architecture)). Robot servers carry no labels in Hetzner: give them in
     O(robot_default_labels) and O(robot_hosts)."
   - Failure is loud. A rejected credential, an unreachable API, a malformed reply or an exhausted
     rate limit raises an error naming the API and the reason, so C(ansible-inventory) and
@@ -336,6 +337,17 @@ def _host_address(network, index):
     return str(ipaddress.ip_network(network, strict=False)[index]) if network else None
 
 
+def _location_price(server_type, location):
+    """The net price per hour of a server type in a location (the API's strings), or None."""
+    for entry in server_type.get("prices") or []:
+        if entry.get("location") == location:
+            try:
+                return float(entry["price_hourly"]["net"])
+            except (KeyError, TypeError, ValueError):
+                return None
+    return None
+
+
 def _group(name):
     return re.sub(r"[^a-z0-9_]", "_", str(name).lower())
 
@@ -546,6 +558,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 "hetzner_location": server["location"]["name"],
                 "hetzner_datacenter": (server.get("datacenter") or {}).get("name"),
                 "hetzner_product": server_type["name"],
+                "hetzner_price_hourly": _location_price(server_type, server["location"]["name"]),
                 "hetzner_cpu": {"model": CLOUD_CPU_FAMILIES.get(family), "cores": server_type["cores"],
                                 "architecture": ARCHITECTURES.get(server_type["architecture"], server_type["architecture"])},
             }
@@ -575,6 +588,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 "hetzner_location": datacenter.split("-")[0],
                 "hetzner_datacenter": datacenter,
                 "hetzner_product": server["product"],
+                "hetzner_price_hourly": None,
                 "hetzner_cpu": {**{"model": None, "cores": None, "architecture": "x86_64"},
                                 **ROBOT_CPUS.get(server["product"], {}),
                                 **self.get_option("robot_cpus").get(server["product"], {})},

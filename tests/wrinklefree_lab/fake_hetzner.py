@@ -27,7 +27,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from wrinklefree_lab.fake_hcloud import CloudError, CloudProject
+from wrinklefree_lab.fake_hcloud import CloudError, CloudProject, server_type as _server_type
 
 CLOUD_TOKEN = "fake-cloud-token-0123456789abcdef"
 ROBOT_USER = "#ws+fakeuser"
@@ -98,10 +98,8 @@ def cloud_server(i: int, *, name: str, ipv4: str, private_ip: str, labels: dict,
         },
         "private_net": [{"network": NETWORK["id"], "ip": private_ip, "alias_ips": [],
                          "mac_address": f"86:00:00:{i // 65536 % 256:02x}:{i // 256 % 256:02x}:{i % 256:02x}"}],
-        "server_type": {"id": 100 + list(SERVER_TYPES).index(server_type), "name": server_type,
-                        "description": server_type.upper(), "cores": cores, "memory": memory,
-                        "disk": disk, "cpu_type": cpu_type, "architecture": arch,
-                        "storage_type": "local", "deprecated": False, "deprecation": None, "prices": []},
+        "server_type": _server_type(server_type, SERVER_TYPES[server_type], list(SERVER_TYPES).index(server_type),
+                                    list(LOCATIONS)),
         "location": _location(location),
         "datacenter": {"id": 1 + list(LOCATIONS).index(location), "name": f"{location}-dc14",
                        "description": f"{LOCATIONS[location][0]} DC14", "location": _location(location)},
