@@ -14,9 +14,10 @@ Prints the figures and the ratios (artifact / native must be within 5%).
     .venv/bin/python bench/bitnet.py --bitnet-src DIR --model-dir DIR --python PY [--size 1B]
 
 --bitnet-src: a BitNet tree with 3rdparty/llama.cpp populated (not part of this repository).
---model-dir: receives config.json (BitnetForCausalLM; the generator's embedding has 32002 rows),
-  tokenizer.model (sentencepiece, trained on this machine's Python sources) and the models, each
-  made only when absent.
+--model-dir: may start empty. Receives config.json (BitnetForCausalLM in the shape of --size, written
+  every run: the generator reads the layer count from it before it applies --model-size; the
+  embedding has 32002 rows), tokenizer.model (sentencepiece, trained on this machine's Python
+  sources) and the models, each of these made only when absent.
 --python: an interpreter with torch, numpy, sentencepiece and BitNet's gguf-py, for the generator.
 """
 
@@ -31,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from wrinklefree_lab.dummy_model import SHAPES, dummy_model
 from wrinklefree_lab.helpers import output, playbook, run, sh_out
 from wrinklefree_lab.labs import Lab
 
@@ -63,16 +65,6 @@ int main(int argc, char ** argv) {
     return 0;
 }
 """
-
-TOKENIZER = """
-import glob, sys, sysconfig
-import sentencepiece as spm
-files = sorted(glob.glob(sysconfig.get_paths()["stdlib"] + "/**/*.py", recursive=True))[:400]
-spm.SentencePieceTrainer.train(input=files, model_prefix=sys.argv[1], vocab_size=8000, model_type="bpe",
-                               input_sentence_size=200000, byte_fallback=True, minloglevel=2)
-"""
-
-
 
 
 def converge(lab: Lab, extravars: dict, limit: str) -> tuple[float, float]:
@@ -115,23 +107,12 @@ def main() -> None:
     parser.add_argument("--bitnet-src", type=Path, required=True)
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--python", required=True)
-    parser.add_argument("--size", default="1B", help="a shape of generate-dummy-bitnet-model.py (125M ... 100B)")
+    parser.add_argument("--size", default="1B", choices=list(SHAPES), help="a shape of generate-dummy-bitnet-model.py")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
 
-    args.model_dir.mkdir(parents=True, exist_ok=True)
-    config = args.model_dir / "config.json"
-    if not config.exists():
-        config.write_text(json.dumps({"architectures": ["BitnetForCausalLM"], "vocab_size": 32002,
-                                      "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "rope_theta": 10000.0}))
-    if not (args.model_dir / "tokenizer.model").exists():
-        subprocess.run([args.python, "-c", TOKENIZER, str(args.model_dir / "tokenizer")], check=True)
-    f16 = args.model_dir / f"dummy-{args.size}.f16.gguf"
-    if not f16.exists():
-        subprocess.run([args.python, "utils/generate-dummy-bitnet-model.py", args.model_dir, "--outfile", f16,
-                        "--outtype", "f16", "--model-size", args.size], cwd=args.bitnet_src, check=True,
-                       stdout=subprocess.DEVNULL)
+    f16 = dummy_model(args.model_dir, args.size, args.python, args.bitnet_src)
 
     run("ansible-playbook", "-i", ROOT / "inventories" / "controller", "playbooks/lab/image.yml")
     lab = Lab(Path(tempfile.mkdtemp(prefix="wf-bench-bitnet-")), "wf-bench-bn-", "wrinklefree-bench-bn", "10.213.10.0/24")
