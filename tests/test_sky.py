@@ -11,6 +11,7 @@ import inspect
 import itertools
 import json
 from pathlib import Path
+import subprocess
 import sys
 
 import pytest
@@ -24,10 +25,11 @@ sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
 from sky_sdk import server_checks  # noqa: E402
 
 CONTROLLER = ROOT / "inventories" / "controller"
+TRAINER = "git+https://git.example/wrinklefree/trainer.git@" + "0123456789abcdef" * 2 + "01234567"
 TRAIN_CASES = [{"train_stage": stage, "train_scale": scale, "train_accelerator": accel, "train_max_restarts": restarts,
-                "train_model": model, "train_checkpoint_bucket": bucket}
+                "train_model": model, "train_checkpoint_bucket": bucket, "train_trainer": TRAINER}
                for (stage, scale), accel, restarts, (model, bucket) in zip(
-                   itertools.product(["1", "1.9", "2", "3"], ["xs", "s", "m", "l"]),
+                   itertools.product(["1", "1.9", "2", "3"], ["xs", "s", "m", "l", "xl"]),
                    itertools.cycle(["H100", "A100", "L4"]), itertools.cycle([0, 3, 10]),
                    itertools.cycle([("1bitLLM/bitnet_b1_58-large", "s3://ckpt"),
                                     ("microsoft/bitnet-b1.58-2B-4T", "gs://wf-ckpt/runs")]))]
@@ -77,11 +79,21 @@ def test_every_training_render_is_a_valid_skypilot_task(tmp_path):
     for case, spec in zip(TRAIN_CASES, render(tmp_path, "train.yaml.j2", TRAIN_CASES)):
         task = sky.Task.from_yaml_config(copy.deepcopy(spec), secrets_overrides=[("WANDB_API_KEY", "k")])
         server_checks(task, "jobs launch", "train")
-        gpus = {"xs": 1, "s": 2, "m": 4, "l": 8}[case["train_scale"]]
+        gpus, nodes = {"xs": (1, 1), "s": (2, 1), "m": (4, 1), "l": (8, 1), "xl": (8, 2)}[case["train_scale"]]
         resources = next(iter(task.resources))
-        assert resources.accelerators == {case["train_accelerator"]: gpus}, case
-        assert resources.use_spot and resources.job_recovery["max_restarts_on_errors"] == case["train_max_restarts"]
-        assert task.envs["CHECKPOINT_DIR"].endswith(f"/stage-{case['train_stage']}")
+        assert resources.job_recovery["max_restarts_on_errors"] == case["train_max_restarts"]
+        if case["train_stage"] == "1":
+            # SubLN insertion needs no GPU: CPUs of the base layer's node pool, no spot.
+            assert not resources.accelerators and not resources.use_spot and resources.infra.to_str() == "ssh/hetzner-base"
+            assert task.num_nodes == 1 and task.envs["INPUT_DIR"] == ""
+        else:
+            assert resources.accelerators == {case["train_accelerator"]: gpus} and resources.use_spot, case
+            assert task.num_nodes == nodes
+            before = {"1.9": "1", "2": "1.9", "3": "2"}[case["train_stage"]]
+            assert task.envs["INPUT_DIR"].endswith(f"/stage-{before}/final")
+        assert task.envs["OUTPUT_DIR"].endswith(f"/stage-{case['train_stage']}") and task.envs["TRAINER"] == TRAINER
+        assert task.envs["WANDB_RUN_ID"].endswith("-stage-" + {"1": "subln", "1.9": "layerwise-distill", "2": "continued-pretrain",
+                                                                "3": "distill-finetune"}[case["train_stage"]])
         assert spec["secrets"] == {"WANDB_API_KEY": None}  # the key itself never enters the spec
 
 
@@ -116,6 +128,53 @@ def test_every_service_render_passes_skypilots_server_checks(tmp_path):
         assert all(r.use_spot for r in task.resources) and not any("ssh" in str(r.infra) for r in task.resources)
 
 
+def skypilot_node(tmp_path, spec: dict, **node_env) -> tuple[dict, Path]:
+    """The environment SkyPilot gives a node's setup and run: the task's envs (the bucket mount
+    /checkpoints here under tmp_path), SKYPILOT_* as given, and on PATH stand-ins for python and
+    torchrun that record their arguments and the W&B and FSDP variables."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir(exist_ok=True)
+    record = tmp_path / "started"
+    for name in ("python", "torchrun"):
+        (stubs / name).write_text(f"#!/bin/sh\n{{ echo {name}; printf '%s\\n' \"$@\"; echo \"FSDP=${{WF_FSDP:-}}\"; "
+                                  f"echo \"RUN=$WANDB_RUN_ID/$WANDB_RESUME\"; }} > {record}\n")
+        (stubs / name).chmod(0o755)
+    envs = {k: v.replace("/checkpoints", str(tmp_path / "bucket")) for k, v in spec["envs"].items()}
+    return {**env(), **envs, **node_env, "PATH": f"{stubs}:{env()['PATH']}"}, record
+
+
+def test_the_stage_runs_as_skypilot_runs_it_on_each_node(tmp_path):
+    """The rendered setup and run under bash with SkyPilot's node environment: one process on one
+    device, torchrun with FSDP for 1 node x 2 GPUs and on each of 2 nodes x 1 GPU; the input is
+    required and the newest checkpoint resumed."""
+    spec = render(tmp_path, "train.yaml.j2", [{"train_stage": "2", "train_scale": "s", "train_trainer": TRAINER}])[0]
+    node, record = skypilot_node(tmp_path, spec, SKYPILOT_NUM_NODES="1", SKYPILOT_NUM_GPUS_PER_NODE="1",
+                                 SKYPILOT_NODE_RANK="0", SKYPILOT_NODE_IPS="10.0.0.5")
+    subprocess.run(["bash", "-c", spec["setup"]], env=node, check=True)
+    assert record.read_text().splitlines()[:5] == ["python", "-m", "pip", "install", "--quiet"] and TRAINER in record.read_text()
+    # Stage 2 without stage 1.9's final/: refused before the trainer starts.
+    record.unlink()
+    missing = subprocess.run(["bash", "-c", spec["run"]], env=node, capture_output=True, text=True)
+    assert missing.returncode == 2 and "stage 2: its input" in missing.stderr and "run that stage first" in missing.stderr
+    assert not record.exists()
+    inputs, outputs = Path(node["INPUT_DIR"]), Path(node["OUTPUT_DIR"])
+    inputs.mkdir(parents=True)
+    for name in ("checkpoint-3", "checkpoint-12", "checkpoint-7", "checkpoint-20.tmp"):
+        (outputs / name).mkdir(parents=True)
+    expected = ["--model", "1bitLLM/bitnet_b1_58-large", "--stage", "2", "--output-dir", str(outputs), "--input-dir",
+                str(inputs), "--resume-from", str(outputs / "checkpoint-12")]
+    run_id = "RUN=1bitllm-bitnet-b1-58-large-stage-continued-pretrain/allow"
+    subprocess.run(["bash", "-c", spec["run"]], env=node, check=True)
+    assert record.read_text().splitlines() == ["python", "-m", "wrinklefree.train", *expected, "FSDP=", run_id]
+    for nodes, gpus, rank in (("1", "2", "0"), ("2", "1", "0"), ("2", "1", "1")):
+        node.update(SKYPILOT_NUM_NODES=nodes, SKYPILOT_NUM_GPUS_PER_NODE=gpus, SKYPILOT_NODE_RANK=rank,
+                    SKYPILOT_NODE_IPS="10.0.0.5\n10.0.0.6")
+        subprocess.run(["bash", "-c", spec["run"]], env=node, check=True)
+        assert record.read_text().splitlines() == [
+            "torchrun", "--nnodes", nodes, "--nproc-per-node", gpus, "--node-rank", rank, "--master-addr", "10.0.0.5",
+            "--master-port", "29500", "-m", "wrinklefree.train", *expected, "FSDP=1", run_id]
+
+
 def test_server_checks_refuse_what_the_loader_accepts():
     """A spot/on-demand mix and a bad service name load offline, and the server refuses them."""
     mixed = {"service": {"readiness_probe": "/health", "replica_policy": {"min_replicas": 1}},
@@ -140,7 +199,7 @@ def sdk(tmp_path, monkeypatch):
     state = tmp_path / "fake-sky.json"
     extra = {"WF_SKY_SDK": "wrinklefree_lab.fake_sky", "PYTHONPATH": str(ROOT / "tests"), "FAKE_SKY_STATE": str(state),
              "WANDB_API_KEY": "wandb-secret-value", "BITNET_API_KEY": "burst-secret-value-0123", "HOME": str(tmp_path)}
-    monkeypatch.setattr(sys.modules[__name__], "BURST", burst_inputs(tmp_path))
+    monkeypatch.setattr(sys.modules[__name__], "BURST", {**burst_inputs(tmp_path), "train_trainer": TRAINER})
     monkeypatch.setattr("wrinklefree_lab.helpers.env", lambda **more: env(**{**extra, **more}))
 
     def recorded(fail: dict | None = None) -> dict:
@@ -174,7 +233,8 @@ def test_job_is_launched_once_and_cancelled(sdk):
     assert calls(sdk()) == ["jobs.launch"]
     launch = next(c for c in sdk()["calls"] if c["call"] == "jobs.launch")
     assert launch["name"] == "1bitllm-bitnet-b1-58-large-stage-continued-pretrain"
-    assert launch["spec"]["envs"]["CHECKPOINT_DIR"] == "/checkpoints/1bitllm-bitnet-b1-58-large/stage-2"
+    assert launch["spec"]["envs"]["OUTPUT_DIR"] == "/checkpoints/1bitllm-bitnet-b1-58-large/stage-2"
+    assert launch["spec"]["envs"]["INPUT_DIR"] == "/checkpoints/1bitllm-bitnet-b1-58-large/stage-1.9/final"
     cancel = sky_play("playbooks/train.yml", train_state="absent")
     assert cancel.rc == 0 and calls(sdk()) == ["jobs.launch", "jobs.cancel"]
     # Cancelled is not active: present launches again, resuming from the checkpoint directory.
@@ -264,7 +324,13 @@ def test_service_ships_the_base_layers_releases_and_model(sdk, tmp_path):
 
 @pytest.mark.parametrize("extravars,message", [
     ({"train_stage": "4"}, "train_stage must be one of 1, 1.9, 2, 3, got 4"),
-    ({"train_scale": "xl"}, "train_scale must be one of xs, s, m, l, got xl"),
+    ({"train_scale": "xxl"}, "train_scale must be one of xs, s, m, l, xl, got xxl"),
+    ({"train_trainer": ""}, "train_trainer is empty: name the trainer to install, pinned"),
+    ({"train_trainer": "git+https://git.example/t.git@main"}, "train_trainer must be pinned: git+https://HOST/REPO.git@COMMIT"),
+    ({"train_trainer": "wrinklefree-trainer>=1.0"}, "train_trainer must be pinned"),
+    ({"train_trainer": "wrinklefree-trainer"}, "train_trainer must be pinned"),
+    ({"train_from": "3"}, 'train_from must name a stage before stage 2 (1, 1.9), got "3"'),
+    ({"train_stage": "1", "train_from": "1.9"}, "train_from must name a stage before stage 1 (none: it starts from the model)"),
     ({"train_wandb_api_key": ""}, "train_wandb_api_key is empty"),
     ({"train_max_restarts": -1}, "train_max_restarts must be 0 or more, got -1"),
     ({"train_state": "paused"}, "train_state must be one of: present, absent, got: paused"),

@@ -1,0 +1,1 @@
+../../../sky_tasks/train-setup.sh
