@@ -64,6 +64,13 @@ def pytest_terminal_summary(terminalreporter):
                                         f"on {os.cpu_count()} CPUs ({cpu})")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _runner_dirs(tmp_path_factory):
+    """ansible-runner's directories (one per playbook run) under pytest's temporary directory,
+    which keeps the last three runs' only, rather than in /tmp for good."""
+    os.environ["WF_RUNNER_TMP"] = str(tmp_path_factory.mktemp("runner"))
+
+
 @pytest.fixture(scope="session")
 def lab_image() -> None:
     """Build the lab's base image unless this version of its recipe is already built."""

@@ -47,7 +47,8 @@ def run(*args: str | os.PathLike, cwd: Path = ROOT, check: bool = True, **kwargs
 def _runner(inventory: str | os.PathLike, cmdline: str, **kwargs) -> ansible_runner.Runner:
     """ansible-runner with this repository as project, the suite's environment and no console output."""
     return ansible_runner.run(
-        private_data_dir=tempfile.mkdtemp(prefix="wf-runner-"),
+        # Under pytest's temporary directory when the suite runs (conftest.py), which pytest rotates.
+        private_data_dir=tempfile.mkdtemp(prefix="wf-runner-", dir=os.environ.get("WF_RUNNER_TMP")),
         project_dir=str(ROOT),
         inventory=os.fspath(inventory),
         cmdline=cmdline or None,
