@@ -329,6 +329,7 @@ def test_service_ships_the_base_layers_releases_and_model(sdk, tmp_path):
     ({"train_trainer": "git+https://git.example/t.git@main"}, "train_trainer must be pinned: git+https://HOST/REPO.git@COMMIT"),
     ({"train_trainer": "wrinklefree-trainer>=1.0"}, "train_trainer must be pinned"),
     ({"train_trainer": "wrinklefree-trainer"}, "train_trainer must be pinned"),
+    ({"train_trainer": "wrinklefree-trainer==1.0\n"}, "train_trainer must be pinned"),
     ({"train_from": "3"}, 'train_from must name a stage before stage 2 (1, 1.9), got "3"'),
     ({"train_stage": "1", "train_from": "1.9"}, "train_from must name a stage before stage 1 (none: it starts from the model)"),
     ({"train_wandb_api_key": ""}, "train_wandb_api_key is empty"),
