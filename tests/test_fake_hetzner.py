@@ -247,23 +247,3 @@ def test_prices_per_location_and_injected_api_errors(project):
     with pytest.raises(APIException) as refused:
         client.request(url="/servers", method="POST", json={"name": "x", "server_type": "cx22", "image": "debian-12"})
     assert refused.value.code == "resource_limit_exceeded" and fake.project.servers == []
-
-
-def test_the_bundled_hcloud_modules_converge_a_project_on_the_fake(project, tmp_path):
-    """The modules provisioning uses, against the fake: a second run changes nothing, and deleting
-    the servers leaves the rest."""
-    fake, client, created, deleted = project
-    extravars = tmp_path / "vars.json"
-    extravars.write_text(json.dumps({"hcloud_endpoint": fake.cloud_url, "hcloud_token": CLOUD_TOKEN,
-                                     "hcloud_public_key": SSH_KEY, "hcloud_servers": ["base-1", "base-2"]}))
-
-    def play(*more):
-        return run("ansible-playbook", "tests/playbooks/hcloud_project.yml", f"-e@{extravars}", *more).stdout
-
-    assert "changed=6" in play()
-    assert "changed=0" in play()
-    assert sorted(name for name, _ in created) == ["base-1", "base-2"]
-    assert {s.name: s.status for s in client.servers.get_all()} == {"base-1": "running", "base-2": "running"}
-    assert "changed=1" in play("-e", "hcloud_state=absent")
-    assert sorted(deleted) == ["base-1", "base-2"] and client.servers.get_all() == []
-    assert [k.name for k in client.ssh_keys.get_all()] == ["admin"]

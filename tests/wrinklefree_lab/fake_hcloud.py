@@ -68,7 +68,10 @@ def server_type(name: str, spec: tuple, index: int, locations: list[str]) -> dic
     cores, memory, disk, cpu_type, arch = spec
     return {"id": 100 + index, "name": name, "description": name.upper(), "cores": cores, "memory": memory,
             "disk": disk, "cpu_type": cpu_type, "architecture": arch, "storage_type": "local",
-            "deprecated": False, "deprecation": None, "prices": prices(name, locations)}
+            "deprecated": False, "deprecation": None, "prices": prices(name, locations),
+            # Where the type can be ordered (the API's field since 2025; ids count from 1 in order).
+            "locations": [{"id": i + 1, "name": loc, "deprecation": None, "available": True, "recommended": True}
+                          for i, loc in enumerate(locations)]}
 
 
 def image(name: str, arch: str) -> dict:

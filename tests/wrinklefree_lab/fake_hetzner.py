@@ -175,7 +175,8 @@ class FakeHetzner:
         "deleted": the first server is deleted just before the request is answered, as when
         someone deletes a server while a client pages through the list; "STATUS:code" (cloud) an
         error of that status and code, e.g. "422:resource_limit_exceeded"; "ok" answers as usual
-        (to aim the next fault at a later request)."""
+        (to aim the next fault at a later request). "FAULT@/v1/PATH" waits for a request whose path
+        starts with /v1/PATH (e.g. "500@/v1/actions/": a 5xx while a client waits on an action)."""
         self.faults[api].extend([fault] * times)
 
     def reload_fleet(self) -> None:
@@ -230,7 +231,7 @@ class FakeHetzner:
             self._used[api] += 1
             return True, limit - self._used[api], reset
 
-    def _next_fault(self, api: str) -> str | None:
+    def _next_fault(self, api: str, path: str = "") -> str | None:
         with self._lock:
             # Faults for a fake in another process: {"cloud": ["500", ...], "robot": [...]} replaces
             # the queues (an empty list clears one), read once.
@@ -239,7 +240,12 @@ class FakeHetzner:
                     for name, faults in json.load(handle).items():
                         self.faults[name] = collections.deque(faults)
                 os.unlink(self.faults_file)
-            return self.faults[api].popleft() if self.faults[api] else None
+            for queued in self.faults[api]:
+                fault, _, target = queued.partition("@")
+                if path.startswith(target):
+                    self.faults[api].remove(queued)
+                    return fault
+            return None
 
 
 def _selector_matches(selector: str, labels: dict) -> bool:
@@ -348,7 +354,7 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         allowed, remaining, reset = self.fake._take_quota("cloud")
         rate = {"RateLimit-Limit": self.fake.cloud_limit, "RateLimit-Remaining": remaining, "RateLimit-Reset": reset}
-        fault = self.fake._next_fault("cloud")
+        fault = self.fake._next_fault("cloud", path)
         if not allowed or fault == "429":
             rate.update({"RateLimit-Remaining": 0, "RateLimit-Reset": int(time.time()) + 1 if fault else reset})
             self._cloud_error(429, "rate_limit_exceeded", "limit of 3600 requests per hour reached", rate)

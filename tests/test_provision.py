@@ -1,0 +1,125 @@
+"""playbooks/provision.yml (roles/provision) against the fake Cloud API: the declared fleet made
+to exist, check mode as the plan, safe scale-down, bad input refused before any write, and API
+faults survived or reported."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from hcloud import Client
+
+from wrinklefree_lab.fake_hetzner import CLOUD_TOKEN, FakeHetzner
+from wrinklefree_lab.helpers import run
+
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGZha2Uta2V5LWZvci10aGUtdGVzdHMtMDEyMzQ1Njc4OWFi test"
+BASE = {"name": "base", "count": 3, "server_type": "cx22", "locations": ["fsn1", "nbg1"],
+        "labels": {"role": "bitnet.wireguard"}}
+
+
+@pytest.fixture
+def cloud():
+    fake = FakeHetzner(server_limit=10, action_seconds=0.05).start()
+    yield fake, Client(token=CLOUD_TOKEN, api_endpoint=fake.cloud_url)
+    fake.stop()
+
+
+def provision(fake, tmp_path, *args, layers=(BASE,), **extravars):
+    """ansible-playbook playbooks/provision.yml with the declaration as extra vars; the run's
+    return code and output."""
+    declared = {"provision_hcloud_endpoint": fake.cloud_url, "provision_hcloud_token": CLOUD_TOKEN,
+                "provision_ssh_keys": [{"name": "admin", "public_key": SSH_KEY}], "provision_layers": list(layers),
+                **extravars}
+    path = tmp_path / "provision.json"
+    path.write_text(json.dumps(declared))
+    proc = run("ansible-playbook", "-i", "inventories/controller", "playbooks/provision.yml", f"-e@{path}", *args,
+               check=False)
+    return proc.returncode, proc.stdout
+
+
+def changed(output: str) -> int:
+    return int(re.search(r"localhost\s+: ok=\d+\s+changed=(\d+)", output).group(1))
+
+
+def writes(fake) -> dict:
+    return {k: v for k, v in fake.requests.items() if k.startswith(("cloud POST", "cloud DELETE"))}
+
+
+def test_an_empty_project_is_planned_provisioned_then_left_alone(cloud, tmp_path):
+    fake, client = cloud
+    rc, out = provision(fake, tmp_path, "--check")
+    assert rc == 0 and changed(out) > 0 and writes(fake) == {}
+    assert all(f"wrinklefree-base-{n}" in out for n in (1, 2, 3))
+
+    rc, out = provision(fake, tmp_path)
+    assert rc == 0, out
+    servers = {s.name: s for s in client.servers.get_all()}
+    assert sorted(servers) == ["wrinklefree-base-1", "wrinklefree-base-2", "wrinklefree-base-3"]
+    assert [servers[f"wrinklefree-base-{n}"].location.name for n in (1, 2, 3)] == ["fsn1", "nbg1", "fsn1"]
+    assert all(s.status == "running" and s.labels == {"managed-by": "wrinklefree", "layer": "base", "role": "bitnet.wireguard"}
+               for s in servers.values())
+    (firewall,) = client.firewalls.get_all()
+    assert sorted((r.protocol, r.port) for r in firewall.rules) == [("tcp", "22"), ("udp", "51820")]
+    assert [g.name for g in client.placement_groups.get_all()] == ["wrinklefree-base-1"]
+
+    before = writes(fake)
+    rc, out = provision(fake, tmp_path)
+    assert rc == 0 and changed(out) == 0 and writes(fake) == before
+
+
+def test_scaling_down_needs_confirmation_stays_within_the_limit_and_spares_protected_servers(cloud, tmp_path):
+    fake, client = cloud
+    assert provision(fake, tmp_path)[0] == 0
+    two = dict(BASE, count=2)
+
+    rc, out = provision(fake, tmp_path, layers=[two])
+    assert rc != 0 and "would delete wrinklefree-base-3: set provision_delete=true" in out
+    rc, out = provision(fake, tmp_path, layers=[dict(BASE, count=1)], provision_delete=True)
+    assert rc != 0 and "provision_max_delete_fraction (0.5) of layer base (2 of 3)" in out
+    client.servers.get_by_name("wrinklefree-base-3").change_protection(delete=True).wait_until_finished()
+    rc, out = provision(fake, tmp_path, layers=[two], provision_delete=True)
+    assert rc != 0 and "protected against deletion at Hetzner: wrinklefree-base-3" in out
+    assert len(client.servers.get_all()) == 3 and "cloud DELETE /v1/servers" not in " ".join(writes(fake))
+
+    client.servers.get_by_name("wrinklefree-base-3").change_protection(delete=False).wait_until_finished()
+    # A server the toolkit did not make is never deleted, whatever the declaration.
+    client.servers.create("hand-made", server_type=client.server_types.get_by_name("cx22"),
+                          image=client.images.get_by_name_and_architecture("debian-12", "x86")).action.wait_until_finished()
+    rc, out = provision(fake, tmp_path, layers=[two], provision_delete=True)
+    assert rc == 0, out
+    assert sorted(s.name for s in client.servers.get_all()) == ["hand-made", "wrinklefree-base-1", "wrinklefree-base-2"]
+
+
+@pytest.mark.parametrize("layer,field,calls_api", [
+    ({"count": -1}, "count 0 or more (got -1)", False),
+    ({"cout": 3}, "cout", False),
+    ({"name": "Base!"}, "name must be 1-20 lower-case", False),
+    ({"labels": {"layer": "x"}}, "not managed-by or layer", False),
+    ({"server_type": "cx99"}, 'server_type must be one of cax31, ccx33, cx22 (got "cx99")', True),
+    ({"locations": ["fsn1", "mars1"]}, 'locations each one of fsn1, nbg1, hel1 where it can be ordered (got ["fsn1", "mars1"])', True),
+    ({"server_type": "cax31", "image": "centos-7"}, 'image one of debian-12, ubuntu-24.04 for its architecture (got "centos-7")', True),
+], ids=["negative-count", "misspelt-count", "bad-name", "reserved-label", "unknown-type", "unknown-location", "no-such-image"])
+def test_an_impossible_request_fails_naming_its_field_before_any_write(cloud, tmp_path, layer, field, calls_api):
+    fake, _ = cloud
+    layer = {**BASE, **layer}
+    if "cout" in layer:  # a misspelt field in place of count
+        del layer["count"]
+    rc, out = provision(fake, tmp_path, layers=[layer])
+    assert rc != 0 and field in out, out
+    assert writes(fake) == {} and (sum(fake.requests.values()) > 0) == calls_api
+
+
+def test_api_faults_are_retried_or_reported_and_a_rerun_completes_without_duplicates(cloud, tmp_path):
+    fake, client = cloud
+    fake.project.server_limit = 2
+    fake.inject("cloud", "500@/v1/actions/")  # a 5xx while the first create waits on its action
+    rc, out = provision(fake, tmp_path)
+    assert rc != 0 and "server limit of 2 reached" in out and not fake.faults["cloud"]  # the 5xx was met, and retried
+    assert len(client.servers.get_all()) == 2
+
+    fake.project.server_limit = 10
+    rc, out = provision(fake, tmp_path)
+    assert rc == 0, out
+    assert sorted(s.name for s in client.servers.get_all()) == [f"wrinklefree-base-{n}" for n in (1, 2, 3)]
+    assert "uniqueness_error" not in out
