@@ -110,6 +110,12 @@ def test_an_impossible_request_fails_naming_its_field_before_any_write(cloud, tm
     assert writes(fake) == {} and (sum(fake.requests.values()) > 0) == calls_api
 
 
+def test_a_misspelt_input_is_named(cloud, tmp_path):
+    fake, _ = cloud
+    rc, out = provision(fake, tmp_path, provision_max_delete_fractoin=1)
+    assert rc != 0 and "provision_max_delete_fractoin" in out and sum(fake.requests.values()) == 0
+
+
 def test_api_faults_are_retried_or_reported_and_a_rerun_completes_without_duplicates(cloud, tmp_path):
     fake, client = cloud
     fake.project.server_limit = 2
