@@ -162,6 +162,8 @@ class FakeHetzner:
         self.cloud_limit = cloud_limit
         self.robot_limit = robot_limit
         self.requests: collections.Counter[str] = collections.Counter()
+        # Cloud requests answered 429 (the rate limit), for benchmarks of a client's API use.
+        self.refused = 0
         self.faults: dict[str, collections.deque] = {"cloud": collections.deque(), "robot": collections.deque()}
         self._used = {"cloud": 0, "robot": 0}
         self._window_start = time.time()
@@ -356,6 +358,7 @@ class _Handler(BaseHTTPRequestHandler):
         rate = {"RateLimit-Limit": self.fake.cloud_limit, "RateLimit-Remaining": remaining, "RateLimit-Reset": reset}
         fault = self.fake._next_fault("cloud", path)
         if not allowed or fault == "429":
+            self.fake.refused += 1
             rate.update({"RateLimit-Remaining": 0, "RateLimit-Reset": int(time.time()) + 1 if fault else reset})
             self._cloud_error(429, "rate_limit_exceeded", "limit of 3600 requests per hour reached", rate)
         elif fault in ("500", "502"):
