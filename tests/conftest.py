@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
-from wrinklefree_lab.helpers import ROOT, output, playbook, run
+from wrinklefree_lab.helpers import ROOT, env, output, playbook, run
 from wrinklefree_lab.labs import CONTROLLER, LIFECYCLE, Lab, phase, running
 
 def _lab_of_module() -> dict[str, str]:
@@ -92,17 +92,27 @@ def fleet(lab_image, tmp_path_factory):
     yield from running(lab)
 
 
-def _site(lab, what: str, cmdline: str = ""):
+def _site(lab, what: str, cmdline: str = "", **kwargs):
     with phase(lab.prefix, what):
-        runner = playbook("playbooks/site.yml", lab, cmdline=cmdline)
+        runner = playbook("playbooks/site.yml", lab, cmdline=cmdline, **kwargs)
     assert runner.rc == 0, output(runner)[-6000:]
     return runner
 
 
 @pytest.fixture(scope="session")
-def fleet_first_run(fleet):
-    """site.yml's first run on the fleet's bare hosts (the finished ansible-runner)."""
-    return _site(fleet, "site.yml first run")
+def fleet_first_run_dir(tmp_path_factory) -> Path:
+    """Where the first run writes its log (ansible.log) and ansible.cfg's fact cache (facts/)."""
+    return tmp_path_factory.mktemp("fleet-first-run")
+
+
+@pytest.fixture(scope="session")
+def fleet_first_run(fleet, fleet_first_run_dir):
+    """site.yml's first run on the fleet's bare hosts (the finished ansible-runner): at -vvv, with
+    a log file and ansible.cfg's fact cache in fleet_first_run_dir, which test_secrets searches,
+    as this is the run that makes and hands out every secret."""
+    return _site(fleet, "site.yml first run", "-vvv", fact_cache_type="ansible.cfg",
+                 envvars=env(ANSIBLE_LOG_PATH=str(fleet_first_run_dir / "ansible.log"),
+                             ANSIBLE_CACHE_PLUGIN_CONNECTION=str(fleet_first_run_dir / "facts")))
 
 
 @pytest.fixture(scope="session")

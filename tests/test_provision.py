@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
+from pathlib import Path
 
 import pytest
+import yaml
 from hcloud import Client
 
 from wrinklefree_lab.fake_hetzner import CLOUD_TOKEN, FakeHetzner
@@ -20,7 +23,10 @@ BASE = {"name": "base", "count": 3, "server_type": "cx22", "locations": ["fsn1",
 
 @pytest.fixture
 def cloud():
-    fake = FakeHetzner(server_limit=10, action_seconds=0.05).start()
+    """The fake Cloud API with an empty project; `fake.user_data` is what each new server was given."""
+    fake = FakeHetzner(server_limit=10, action_seconds=0.05,
+                       on_create=lambda server, user_data: fake.user_data.update({server["name"]: user_data})).start()
+    fake.user_data = {}
     yield fake, Client(token=CLOUD_TOKEN, api_endpoint=fake.cloud_url)
     fake.stop()
 
@@ -29,6 +35,7 @@ def provision(fake, tmp_path, *args, layers=(BASE,), **extravars):
     """ansible-playbook playbooks/provision.yml with the declaration as extra vars; the run's
     return code and output."""
     declared = {"provision_hcloud_endpoint": fake.cloud_url, "provision_hcloud_token": CLOUD_TOKEN,
+                "provision_known_hosts": str(tmp_path / "known_hosts"),
                 "provision_ssh_keys": [{"name": "admin", "public_key": SSH_KEY}], "provision_layers": list(layers),
                 **extravars}
     path = tmp_path / "provision.json"
@@ -47,13 +54,16 @@ def writes(fake) -> dict:
 
 
 def test_an_empty_project_is_planned_provisioned_then_left_alone(cloud, tmp_path):
+    """Also: first contact is verified. Each new server's host key is in its cloud-init user data
+    and pinned in known_hosts before anyone connects; the private half is in no output, even at
+    -vvv, and not left on the controller."""
     fake, client = cloud
     rc, out = provision(fake, tmp_path, "--check")
     assert rc == 0 and changed(out) > 0 and writes(fake) == {}
     assert all(f"wrinklefree-base-{n}" in out for n in (1, 2, 3))
 
-    rc, out = provision(fake, tmp_path)
-    assert rc == 0, out
+    rc, out = provision(fake, tmp_path, "-vvv")
+    assert rc == 0, out[-3000:]
     servers = {s.name: s for s in client.servers.get_all()}
     assert sorted(servers) == ["wrinklefree-base-1", "wrinklefree-base-2", "wrinklefree-base-3"]
     assert [servers[f"wrinklefree-base-{n}"].location.name for n in (1, 2, 3)] == ["fsn1", "nbg1", "fsn1"]
@@ -62,6 +72,14 @@ def test_an_empty_project_is_planned_provisioned_then_left_alone(cloud, tmp_path
     (firewall,) = client.firewalls.get_all()
     assert sorted((r.protocol, r.port) for r in firewall.rules) == [("tcp", "22"), ("udp", "51820")]
     assert [g.name for g in client.placement_groups.get_all()] == ["wrinklefree-base-1"]
+    pinned = dict(line.split(" ", 1) for line in (tmp_path / "known_hosts").read_text().splitlines())
+    for server in servers.values():
+        config = yaml.safe_load(fake.user_data[server.name])
+        assert config["ssh_genkeytypes"] == [] and config["ssh_deletekeys"] is True
+        public, private = config["ssh_keys"]["ed25519_public"], config["ssh_keys"]["ed25519_private"]
+        assert pinned[server.public_net.ipv4.ip] == public and public.startswith("ssh-ed25519 ")
+        assert private.startswith("-----BEGIN OPENSSH PRIVATE KEY-----") and private.splitlines()[1] not in out
+    assert not list(Path(tempfile.gettempdir()).glob("wf-host-keys-*"))
 
     before = writes(fake)
     rc, out = provision(fake, tmp_path)

@@ -1,4 +1,5 @@
-"""Secret hygiene: site.yml and the runbooks at -vvv, with a log file on, leave no WireGuard
+"""Secret hygiene: site.yml's first run (conftest.fleet_first_run, which makes and hands out every
+secret) and the runbooks at -vvv, with a log file on, leave no WireGuard
 private key, Hetzner API token, Robot password, model servers' API key or SSH private key in
 their output, the log, the fact cache or the inventory; a failing run leaves no retry file
 (ansible.cfg turns them off).
@@ -15,14 +16,14 @@ from wrinklefree_lab.helpers import ROOT, env, output, playbook, sh
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
 
 
-def test_no_secret_in_output_log_fact_cache_or_retry_files(fleet, fleet_first_run, tmp_path, monkeypatch):
-    log, facts = tmp_path / "ansible.log", tmp_path / "facts"
-    # ansible.cfg's jsonfile fact cache, here in a directory of the test's own (ansible-runner
-    # would otherwise put its own in each run's artifacts, which this test would not read).
+def test_no_secret_in_output_log_fact_cache_or_retry_files(fleet, fleet_first_run, fleet_first_run_dir, monkeypatch):
+    # The first run's log and ansible.cfg's jsonfile fact cache, where the runbooks below add theirs
+    # (ansible-runner would otherwise put a fact cache in each run's artifacts, unread here).
+    log, facts = fleet_first_run_dir / "ansible.log", fleet_first_run_dir / "facts"
     monkeypatch.setattr("wrinklefree_lab.helpers.env", lambda **more: env(ANSIBLE_LOG_PATH=str(log),
                                                           ANSIBLE_CACHE_PLUGIN_CONNECTION=str(facts), **more))
-    texts = []
-    for path, extravars in (("playbooks/site.yml", {}), ("playbooks/runbooks/status.yml", {}),
+    texts = [output(fleet_first_run)]
+    for path, extravars in (("playbooks/runbooks/status.yml", {}),
                             ("playbooks/runbooks/wireguard-health.yml", {}),
                             # A failing run, which would write a retry file were they on.
                             ("playbooks/bitnet.yml", {"bitnet_server_bind": "192.0.2.1"})):
