@@ -136,14 +136,20 @@ def test_a_misspelt_input_is_named(cloud, tmp_path):
 
 def test_api_faults_are_retried_or_reported_and_a_rerun_completes_without_duplicates(cloud, tmp_path):
     fake, client = cloud
-    fake.project.server_limit = 2
-    fake.inject("cloud", "500@/v1/actions/")  # a 5xx while the first create waits on its action
+    fake.inject("cloud", "500@/v1/actions/")  # a 5xx while a create waits on its action
+    fake.inject("cloud", "ok@POST /v1/servers", times=2)
+    fake.inject("cloud", "422:resource_limit_exceeded@POST /v1/servers", times=4)  # the third server, every try
     rc, out = provision(fake, tmp_path)
-    assert rc != 0 and "server limit of 2 reached" in out and not fake.faults["cloud"]  # the 5xx was met, and retried
+    assert rc != 0 and "injected resource_limit_exceeded" in out and "wrinklefree-base-" in out
+    assert "500@/v1/actions/" not in fake.faults["cloud"]  # the 5xx was met, and retried
     assert len(client.servers.get_all()) == 2
 
-    fake.project.server_limit = 10
+    fake.faults["cloud"].clear()
+    fake.project.server_limit = 3
     rc, out = provision(fake, tmp_path)
     assert rc == 0, out
     assert sorted(s.name for s in client.servers.get_all()) == [f"wrinklefree-base-{n}" for n in (1, 2, 3)]
     assert "uniqueness_error" not in out
+    # The project's own limit (a fourth server) is reported with the API's message.
+    rc, out = provision(fake, tmp_path, layers=[dict(BASE, count=4)])
+    assert rc != 0 and "wrinklefree-base-4: server limit of 3 reached" in out

@@ -178,7 +178,9 @@ class FakeHetzner:
         someone deletes a server while a client pages through the list; "STATUS:code" (cloud) an
         error of that status and code, e.g. "422:resource_limit_exceeded"; "ok" answers as usual
         (to aim the next fault at a later request). "FAULT@/v1/PATH" waits for a request whose path
-        starts with /v1/PATH (e.g. "500@/v1/actions/": a 5xx while a client waits on an action)."""
+        starts with /v1/PATH (e.g. "500@/v1/actions/": a 5xx while a client waits on an action),
+        "FAULT@POST /v1/PATH" for one of that method (e.g. "ok@POST /v1/servers" twice, then
+        "422:resource_limit_exceeded@POST /v1/servers": the third server refused)."""
         self.faults[api].extend([fault] * times)
 
     def reload_fleet(self) -> None:
@@ -233,7 +235,7 @@ class FakeHetzner:
             self._used[api] += 1
             return True, limit - self._used[api], reset
 
-    def _next_fault(self, api: str, path: str = "") -> str | None:
+    def _next_fault(self, api: str, path: str = "", method: str = "GET") -> str | None:
         with self._lock:
             # Faults for a fake in another process: {"cloud": ["500", ...], "robot": [...]} replaces
             # the queues (an empty list clears one), read once.
@@ -244,7 +246,7 @@ class FakeHetzner:
                 os.unlink(self.faults_file)
             for queued in self.faults[api]:
                 fault, _, target = queued.partition("@")
-                if path.startswith(target):
+                if path.startswith(target) or f"{method} {path}".startswith(target):
                     self.faults[api].remove(queued)
                     return fault
             return None
@@ -308,7 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.fake.requests[f"cloud {method} {path}"] += 1
-        rate = self._cloud_gate(path)
+        rate = self._cloud_gate(path, method)
         if rate is None:
             return
         try:
@@ -348,7 +350,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _cloud_error(self, status: int, code: str, message: str, headers=None) -> None:
         self._send(status, {"error": {"code": code, "message": message, "details": {}}}, headers)
 
-    def _cloud_gate(self, path: str) -> dict | None:
+    def _cloud_gate(self, path: str, method: str = "GET") -> dict | None:
         """Authentication, the hourly quota and injected faults; the rate headers when the request
         may go on, None when it was answered here."""
         if self.headers.get("Authorization") != f"Bearer {self.fake.cloud_token}":
@@ -356,7 +358,7 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         allowed, remaining, reset = self.fake._take_quota("cloud")
         rate = {"RateLimit-Limit": self.fake.cloud_limit, "RateLimit-Remaining": remaining, "RateLimit-Reset": reset}
-        fault = self.fake._next_fault("cloud", path)
+        fault = self.fake._next_fault("cloud", path, method)
         if not allowed or fault == "429":
             self.fake.refused += 1
             rate.update({"RateLimit-Remaining": 0, "RateLimit-Reset": int(time.time()) + 1 if fault else reset})
