@@ -88,7 +88,8 @@ def fleet(lab_image, tmp_path_factory):
     used by every module that reads it or changes it and puts it back: test_bitnet, test_lab,
     test_runbooks, test_secrets, test_spillover (on its VM host and edge host), test_wireguard (which runs last, as it adds and removes a host
     and rotates keys). Each leaves it converged."""
-    lab = Lab(tmp_path_factory.mktemp("fleet-inventory"), "wf-fleet-", "wrinklefree-fleet", "10.213.1.0/24", edge=1, vms=1)
+    lab = Lab(tmp_path_factory.mktemp("fleet-inventory"), "wf-fleet-", "wrinklefree-fleet", "10.213.1.0/24", edge=1, vms=1,
+              shared_facts=True)
     yield from running(lab)
 
 

@@ -45,7 +45,11 @@ def run(*args: str | os.PathLike, cwd: Path = ROOT, check: bool = True, **kwargs
 
 
 def _runner(inventory: str | os.PathLike, cmdline: str, **kwargs) -> ansible_runner.Runner:
-    """ansible-runner with this repository as project, the suite's environment and no console output."""
+    """ansible-runner with this repository as project, the suite's environment and no console output;
+    a lab's shared fact cache (labs.Lab `facts`) unless the caller sets the environment or cache."""
+    facts = getattr(inventory, "facts", None)
+    if facts and "envvars" not in kwargs and "fact_cache_type" not in kwargs:
+        kwargs.update(fact_cache_type="ansible.cfg", envvars=env(ANSIBLE_CACHE_PLUGIN_CONNECTION=str(facts)))
     return ansible_runner.run(
         # Under pytest's temporary directory when the suite runs (conftest.py), which pytest rotates.
         private_data_dir=tempfile.mkdtemp(prefix="wf-runner-", dir=os.environ.get("WF_RUNNER_TMP")),
