@@ -20,10 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from wrinklefree_lab.fake_hetzner import CLOUD_TOKEN, FakeHetzner
+from wrinklefree_lab.fake_hetzner import CLOUD_TOKEN, SSH_KEY, FakeHetzner
 
 ROOT = Path(__file__).resolve().parent.parent
-SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGZha2Uta2V5LWZvci10aGUtdGVzdHMtMDEyMzQ1Njc4OWFi bench"
 
 
 def provision(count: int, batch: int, action_seconds: float) -> tuple[float, int, int]:

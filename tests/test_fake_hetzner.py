@@ -13,8 +13,8 @@ from hcloud.images import Image
 from hcloud.locations import Location
 from hcloud.server_types import ServerType
 
-from wrinklefree_lab.fake_hetzner import (CLOUD_TOKEN, ROBOT_PASSWORD, ROBOT_USER, FakeHetzner, _selector_matches,
-                          make_cloud_servers, make_robot_servers)
+from wrinklefree_lab.fake_hetzner import (CLOUD_TOKEN, ROBOT_PASSWORD, ROBOT_USER, SSH_KEY, FakeHetzner,
+                                          _selector_matches, make_cloud_servers, make_robot_servers)
 from wrinklefree_lab.helpers import env, run
 
 
@@ -144,8 +144,6 @@ def test_bundled_hcloud_inventory_plugin_reads_the_fake(fake, tmp_path):
 
 
 # -- the writable project (fake_hcloud), through the official client ----------------------------
-SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGZha2Uta2V5LWZvci10aGUtdGVzdHMtMDEyMzQ1Njc4OWFi test"
-
 
 @pytest.fixture
 def project():

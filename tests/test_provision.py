@@ -13,10 +13,9 @@ import pytest
 import yaml
 from hcloud import Client
 
-from wrinklefree_lab.fake_hetzner import CLOUD_TOKEN, FakeHetzner
+from wrinklefree_lab.fake_hetzner import CLOUD_TOKEN, SSH_KEY, FakeHetzner
 from wrinklefree_lab.helpers import run
 
-SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGZha2Uta2V5LWZvci10aGUtdGVzdHMtMDEyMzQ1Njc4OWFi test"
 BASE = {"name": "base", "count": 3, "server_type": "cx22", "locations": ["fsn1", "nbg1"],
         "labels": {"role": "bitnet.wireguard"}}
 

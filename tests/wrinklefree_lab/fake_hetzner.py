@@ -32,6 +32,8 @@ from wrinklefree_lab.fake_hcloud import CloudError, CloudProject, server_type as
 CLOUD_TOKEN = "fake-cloud-token-0123456789abcdef"
 ROBOT_USER = "#ws+fakeuser"
 ROBOT_PASSWORD = "fake-robot-password"
+# An OpenSSH public key the fake accepts, for clients that create SSH keys and servers.
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGZha2Uta2V5LWZvci10aGUtdGVzdHMtMDEyMzQ1Njc4OWFi test"
 
 LOCATIONS = {
     "fsn1": ("Falkenstein", "DE", "eu-central"),
