@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
-from wrinklefree_lab.helpers import ROOT, env, output, playbook, run
+from wrinklefree_lab.helpers import FLEET_PREFIX, FLEET_PROJECT, ROOT, env, output, playbook, run
 from wrinklefree_lab.labs import CONTROLLER, LIFECYCLE, Lab, phase, running
 
 def _lab_of_module() -> dict[str, str]:
@@ -88,8 +88,8 @@ def fleet(lab_image, tmp_path_factory):
     used by every module that reads it or changes it and puts it back: test_bitnet, test_lab,
     test_runbooks, test_secrets, test_spillover (on its VM host and edge host), test_wireguard (which runs last, as it adds and removes a host
     and rotates keys). Each leaves it converged."""
-    lab = Lab(tmp_path_factory.mktemp("fleet-inventory"), "wf-fleet-", "wrinklefree-fleet", "10.213.1.0/24", edge=1, vms=1,
-              shared_facts=True)
+    lab = Lab(tmp_path_factory.mktemp("fleet-inventory"), FLEET_PREFIX, "wrinklefree-fleet", "10.213.1.0/24", edge=1, vms=1,
+              shared_facts=True, project=FLEET_PROJECT)
     yield from running(lab)
 
 

@@ -127,6 +127,18 @@ def test_an_impossible_request_fails_naming_its_field_before_any_write(cloud, tm
     assert writes(fake) == {} and (sum(fake.requests.values()) > 0) == calls_api
 
 
+def test_no_layer_declared_makes_no_api_call(cloud, tmp_path):
+    """site.yml's first step on a fleet made by hand, even with servers of the project."""
+    fake, client = cloud
+    client.servers.create("wrinklefree-base-1", labels={"managed-by": "wrinklefree", "layer": "base"},
+                          server_type=client.server_types.get_by_name("cx22"),
+                          image=client.images.get_by_name_and_architecture("debian-12", "x86")).action.wait_until_finished()
+    before = sum(fake.requests.values())
+    rc, out = provision(fake, tmp_path, layers=[])
+    assert rc == 0 and changed(out) == 0 and sum(fake.requests.values()) == before, out
+    assert [server.name for server in client.servers.get_all()] == ["wrinklefree-base-1"]
+
+
 def test_a_misspelt_input_is_named(cloud, tmp_path):
     fake, _ = cloud
     rc, out = provision(fake, tmp_path, provision_max_delete_fractoin=1)

@@ -10,7 +10,9 @@ import time
 import pytest
 import yaml
 
-from wrinklefree_lab.helpers import changed_hosts, output, playbook, sh_out
+from hcloud import Client
+
+from wrinklefree_lab.helpers import FLEET_PROJECT, changed_hosts, output, playbook, sh_out
 
 # The fleet is one lab: its modules run on one pytest-xdist worker, in file order.
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
@@ -108,22 +110,39 @@ def test_adding_a_host_keeps_the_existing_tunnels(fleet, fleet_first_run):
     assert_full_mesh(fleet, old + [new])
 
 
-def test_a_host_gone_from_the_inventory_keeps_its_place_until_it_is_removed(fleet, fleet_first_run):
+def test_a_host_gone_from_the_inventory_keeps_its_place_until_it_is_drained_and_deleted(fleet, fleet_first_run):
+    """Absent is not removed. Then the layer is scaled down by one (its three Cloud servers, which
+    carry the project's label, declared as two): provision.yml drains the fourth host (front door,
+    its model servers, the mesh) and deletes it at the API, and nobody else restarts."""
+    old = [fleet.host(i) for i in (1, 2, 3)]
     entry = registry(fleet)[fleet.host(4)]
     gone = entry["public_key"]
     fleet.up(3)  # host 4 leaves the fake Hetzner API's list (off for a resize; its container keeps running)
     converge(fleet, "playbooks/wireguard.yml")
     # Absent is not removed: its address stays its own and the others keep it as a peer.
     assert registry(fleet)[fleet.host(4)] == entry
-    for host in (fleet.host(i) for i in (1, 2, 3)):
+    for host in old:
         assert gone in peers(host), host
-    # Only the explicit removal (what the remove-host runbook passes) frees it.
-    converge(fleet, "playbooks/wireguard.yml", extravars={"wireguard_exclude_hosts": [fleet.host(4)]})
-    converge(fleet, "playbooks/frontdoor.yml")
+
+    fleet.up(4)  # back in the list
+    identity = {h: interface_identity(h) for h in old}
+    state = fleet.inventory / ".state" / "hetzner"
+    converge(fleet, "playbooks/provision.yml", extravars={
+        "provision_hcloud_endpoint": (state / "endpoint").read_text() + "/v1",
+        "provision_hcloud_token": (state / "cloud-token").read_text(),
+        "provision_project": FLEET_PROJECT, "provision_delete": True,
+        "provision_known_hosts": str(fleet.inventory / ".state" / "known_hosts"),
+        "provision_ssh_keys": [{"name": "lab", "public_key": (state.parent / "id_ed25519.pub").read_text().strip()}],
+        "provision_layers": [{"name": "base", "count": 2, "server_type": "cx22", "locations": ["fsn1"],
+                              "labels": {"role": "bitnet.wireguard"}}]})
+    fleet.count = 3  # deleted at the API, as lab.up(3) would have left it
+    cloud = Client(token=(state / "cloud-token").read_text(), api_endpoint=(state / "endpoint").read_text() + "/v1")
+    assert fleet.host(4) not in [server.name for server in cloud.servers.get_all()]
     assert fleet.host(4) not in registry(fleet)
     assert f"server {fleet.host(4)} " not in sh_out(fleet.host(1), "cat /etc/haproxy/haproxy.cfg")
-    for host in (fleet.host(i) for i in (1, 2, 3)):
-        assert gone not in peers(host), host
+    assert sh_out(fleet.host(4), "systemctl is-active wg-quick@wg0 bitnet-server@tiny || true").split() == ["inactive"] * 2
+    for host in old:
+        assert gone not in peers(host) and interface_identity(host) == identity[host], host
 
 
 def test_rotating_a_key_keeps_the_mesh(fleet, fleet_first_run):

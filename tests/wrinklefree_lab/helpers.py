@@ -99,8 +99,11 @@ def recap_changed(text: str) -> dict[str, int]:
     return {m.group(1): int(m.group(3)) for m in RECAP.finditer(text)}
 
 
-# The suite's shared three-host lab (conftest.py's fleet fixture).
-FLEET_PREFIX = "wf-fleet-"
+# The suite's shared three-host lab (conftest.py's fleet fixture): its hosts are named as
+# playbooks/provision.yml names the servers of layer base in project wf-fleet, and its Cloud
+# servers carry that project's label, so provision.yml can scale the layer down.
+FLEET_PROJECT = "wf-fleet"
+FLEET_PREFIX = f"{FLEET_PROJECT}-base-"
 FLEET_HOSTS = tuple(f"{FLEET_PREFIX}{index}" for index in (1, 2, 3))
 
 

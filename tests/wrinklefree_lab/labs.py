@@ -21,16 +21,18 @@ class Lab:
     own fake Hetzner APIs."""
 
     def __init__(self, inventory, prefix: str, network: str, subnet: str, edge: int = 0, vms: int = 0,
-                 shared_facts: bool = False):
+                 shared_facts: bool = False, project: str = ""):
         """`edge`: how many of the first hosts run the front door; `vms`: hosts that play cloud VMs
         (no play touches them; see playbooks/lab/vars.yml); `shared_facts`: the lab's playbook
         runs share one fact cache (`facts`, as ansible.cfg's cache does for `bin/wf lab`), so a
-        run skips gathering what an earlier one gathered."""
+        run skips gathering what an earlier one gathered; `project`: the Cloud servers carry the
+        label managed-by=project (playbooks/provision.yml may scale them down)."""
         self.inventory = inventory
         self.facts = inventory / ".facts" if shared_facts else None
         os.symlink(ROOT / "inventories" / "lab" / "group_vars", inventory / "group_vars")
         self._extra = [f"-elab_prefix={prefix}", f"-elab_network={network}", f"-elab_subnet={subnet}",
-                       f"-elab_inventory_dir={inventory}", f"-elab_edge_count={edge}", f"-elab_vm_count={vms}"]
+                       f"-elab_inventory_dir={inventory}", f"-elab_edge_count={edge}", f"-elab_vm_count={vms}",
+                       f"-elab_project={project}"]
         self._subnet = ipaddress.ip_network(subnet)
         self.count = 3
         # WF_LAB_CPUINFO: every host shows that recorded /proc/cpuinfo (tests/lab/cpuinfo/), so
