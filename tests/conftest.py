@@ -131,7 +131,7 @@ def fleet_check_run(fleet, fleet_second_run):
 @pytest.fixture(scope="module")
 def pool_lab(lab_image, tmp_path_factory):
     """A lab whose first host is the SkyPilot controller and all three the node pool."""
-    lab = Lab(tmp_path_factory.mktemp("pool-inventory"), "wf-pool-", "wrinklefree-pool", "10.213.3.0/24")
+    lab = Lab(tmp_path_factory.mktemp("pool-inventory"), "wf-pool-", "wrinklefree-pool", "10.213.3.0/24", shared_facts=True)
     (lab.inventory / "controller.yml").write_text(
         f"all:\n  children:\n    sky_controller:\n      hosts:\n        {lab.host(1)}:\n")
     yield from running(lab)
@@ -140,5 +140,5 @@ def pool_lab(lab_image, tmp_path_factory):
 @pytest.fixture(scope="module")
 def fault_lab(lab_image, tmp_path_factory):
     """A lab for the fault-injection tests, which kill hosts and connections and break apt."""
-    lab = Lab(tmp_path_factory.mktemp("fault-inventory"), "wf-fault-", "wrinklefree-fault", "10.213.6.0/24")
+    lab = Lab(tmp_path_factory.mktemp("fault-inventory"), "wf-fault-", "wrinklefree-fault", "10.213.6.0/24", shared_facts=True)
     yield from running(lab)
