@@ -1,4 +1,5 @@
-"""Fault injection in a lab of its own, each fault made while site.yml runs (driven through
+"""Fault injection in a lab of its own, each fault made while a playbook runs (site.yml, or the
+layer's own playbook where the fault is in one layer; driven through
 ansible-runner: its event handler injects the fault when a task starts on a host, and the results
 are read from its stats and events). Every fault is survived or reported, and never leaves a
 host half-configured: no WireGuard config without its private key, no llama-server unit without
@@ -114,15 +115,16 @@ def test_host_stopped_mid_play_is_reported_and_a_rerun_converges_it(fault_lab):
 def test_hetzner_5xx_during_discovery(fault_lab):
     faults = fault_lab.inventory / ".state" / "hetzner" / "faults.json"
     # Passing errors are retried: the run converges as if nothing happened.
+    # preflight.yml: a run over the whole inventory that changes nothing (discovery is the same for every playbook).
     faults.write_text(json.dumps({"cloud": ["500", "502"], "robot": ["500"]}))
-    runner = playbook("playbooks/site.yml", fault_lab)
+    runner = playbook("playbooks/preflight.yml", fault_lab)
     assert runner.rc == 0, output(runner)[-6000:]
     assert changed_hosts(runner) == {}
     assert not faults.exists(), "the fake was not asked"
 
     # An API that keeps failing fails the run with its reason, before any host is contacted.
     faults.write_text(json.dumps({"cloud": ["500"] * 20}))
-    runner = playbook("playbooks/site.yml", fault_lab)
+    runner = playbook("playbooks/preflight.yml", fault_lab)
     assert runner.rc != 0
     text = output(runner)
     assert "Hetzner Cloud API: GET /servers page 1 still failing" in text and "HTTP 500 service_error" in text, text[-4000:]
@@ -146,8 +148,9 @@ def test_ssh_dropped_during_the_build_leaves_the_old_release_serving(fault_lab):
                  "sleep 0.02; done; exit 1")
         threading.Thread(target=sh, args=(host, watch), kwargs={"check": False}, daemon=True).start()
 
+    # The inference layer's playbook: the build is its second play.
     handler = at_task_start("BitNet | configure", drop)
-    runner = playbook("playbooks/site.yml", fault_lab, extravars=extravars, event_handler=handler)
+    runner = playbook("playbooks/bitnet.yml", fault_lab, extravars=extravars, event_handler=handler)
     assert handler.fired.is_set()
     assert runner.rc != 0
     builder = list(runner.stats["dark"])
@@ -160,7 +163,7 @@ def test_ssh_dropped_during_the_build_leaves_the_old_release_serving(fault_lab):
     assert all(serving(host) for host in HOSTS)
     assert_whole(fault_lab)
 
-    runner = playbook("playbooks/site.yml", fault_lab, extravars=extravars)
+    runner = playbook("playbooks/bitnet.yml", fault_lab, extravars=extravars)
     assert runner.rc == 0, output(runner)[-6000:]
     after = {host: sh(host, "readlink /opt/bitnet/current").stdout.strip() for host in HOSTS}
     assert len(set(after.values())) == 1 and set(after.values()) != set(before.values())
