@@ -35,6 +35,15 @@ class LabScheduling(LoadScopeScheduling):
     def _split_scope(self, nodeid: str) -> str:
         return self._labs.get(nodeid.split("::", 1)[0], nodeid)
 
+    def _assign_work_unit(self, node) -> None:
+        """The labs first (xdist orders scopes by size), then Molecule's scenarios (minutes each),
+        then the tests of seconds: a scenario handed out last keeps one worker busy while the
+        other has nothing left to do."""
+        if self.workqueue and next(iter(self.workqueue)) not in self._labs.values():
+            for scope in [s for s in self.workqueue if s.startswith("tests/test_molecule.py::")][::-1]:
+                self.workqueue.move_to_end(scope, last=False)
+        super()._assign_work_unit(node)
+
 
 def pytest_xdist_make_scheduler(config, log):
     return LabScheduling(config, log)
