@@ -126,17 +126,17 @@ def test_a_host_gone_from_the_inventory_keeps_its_place_until_it_is_drained_and_
 
     fleet.up(4)  # back in the list
     identity = {h: interface_identity(h) for h in old}
-    state = fleet.inventory / ".state" / "hetzner"
+    state = fleet.inventory / ".state"
+    endpoint, token = (state / "hetzner" / "endpoint").read_text() + "/v1", (state / "hetzner" / "cloud-token").read_text()
     converge(fleet, "playbooks/provision.yml", extravars={
-        "provision_hcloud_endpoint": (state / "endpoint").read_text() + "/v1",
-        "provision_hcloud_token": (state / "cloud-token").read_text(),
+        "provision_hcloud_endpoint": endpoint, "provision_hcloud_token": token,
         "provision_project": FLEET_PROJECT, "provision_delete": True,
-        "provision_known_hosts": str(fleet.inventory / ".state" / "known_hosts"),
-        "provision_ssh_keys": [{"name": "lab", "public_key": (state.parent / "id_ed25519.pub").read_text().strip()}],
+        "provision_known_hosts": str(state / "known_hosts"),
+        "provision_ssh_keys": [{"name": "lab", "public_key": (state / "id_ed25519.pub").read_text().strip()}],
         "provision_layers": [{"name": "base", "count": 2, "server_type": "cx22", "locations": ["fsn1"],
                               "labels": {"role": "bitnet.wireguard"}}]})
     fleet.count = 3  # deleted at the API, as lab.up(3) would have left it
-    cloud = Client(token=(state / "cloud-token").read_text(), api_endpoint=(state / "endpoint").read_text() + "/v1")
+    cloud = Client(token=token, api_endpoint=endpoint)
     assert fleet.host(4) not in [server.name for server in cloud.servers.get_all()]
     assert fleet.host(4) not in registry(fleet)
     assert f"server {fleet.host(4)} " not in sh_out(fleet.host(1), "cat /etc/haproxy/haproxy.cfg")
