@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
-from wrinklefree_lab.helpers import FLEET_PREFIX, FLEET_PROJECT, ROOT, env, output, playbook, run
+from wrinklefree_lab.helpers import FLEET_PREFIX, FLEET_PROJECT, ROOT, SIDE_PREFIX, env, output, playbook, run
 from wrinklefree_lab.labs import CONTROLLER, LIFECYCLE, Lab, phase, running
 
 def _lab_of_module() -> dict[str, str]:
@@ -137,17 +137,24 @@ def fleet_check_run(fleet, fleet_second_run):
     return _site(fleet, "site.yml check run", "--check --diff")
 
 
-@pytest.fixture(scope="module")
-def pool_lab(lab_image, tmp_path_factory):
-    """A lab whose first host is the SkyPilot controller and all three the node pool."""
-    lab = Lab(tmp_path_factory.mktemp("pool-inventory"), "wf-pool-", "wrinklefree-pool", "10.213.3.0/24", shared_facts=True)
-    (lab.inventory / "controller.yml").write_text(
-        f"all:\n  children:\n    sky_controller:\n      hosts:\n        {lab.host(1)}:\n")
+@pytest.fixture(scope="session")
+def side_lab(lab_image, tmp_path_factory):
+    """The second 3-host lab, shared by two modules on one worker (xdist group "side"), so the
+    suite converges it from bare hosts once: test_faults first (its faults need a first run from
+    bare hosts), then test_node_pool (pool_lab) on the hosts it leaves converged."""
+    lab = Lab(tmp_path_factory.mktemp("side-inventory"), SIDE_PREFIX, "wrinklefree-side", "10.213.6.0/24", shared_facts=True)
     yield from running(lab)
 
 
 @pytest.fixture(scope="module")
-def fault_lab(lab_image, tmp_path_factory):
-    """A lab for the fault-injection tests, which kill hosts and connections and break apt."""
-    lab = Lab(tmp_path_factory.mktemp("fault-inventory"), "wf-fault-", "wrinklefree-fault", "10.213.6.0/24", shared_facts=True)
-    yield from running(lab)
+def fault_lab(side_lab):
+    """The side lab for the fault-injection tests, which kill hosts and connections and break apt."""
+    return side_lab
+
+
+@pytest.fixture(scope="module")
+def pool_lab(side_lab):
+    """The side lab with its first host as the SkyPilot controller and all three the node pool."""
+    (side_lab.inventory / "controller.yml").write_text(
+        f"all:\n  children:\n    sky_controller:\n      hosts:\n        {side_lab.host(1)}:\n")
+    return side_lab

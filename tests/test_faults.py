@@ -1,10 +1,10 @@
-"""Fault injection in a lab of its own, each fault made while a playbook runs (site.yml, or the
-layer's own playbook where the fault is in one layer; driven through
-ansible-runner: its event handler injects the fault when a task starts on a host, and the results
-are read from its stats and events). Every fault is survived or reported, and never leaves a
-host half-configured: no WireGuard config without its private key, no llama-server unit without
-its binary, no sshd config that fails `sshd -t` or shuts Ansible out. The tests run in order and
-share the lab."""
+"""Fault injection, each fault made while a playbook runs (site.yml, or the layer's own playbook
+where the fault is in one layer; driven through ansible-runner: its event handler injects the
+fault when a task starts on a host, and the results are read from its stats and events). Every
+fault is survived or reported, and never leaves a host half-configured: no WireGuard config
+without its private key, no llama-server unit without its binary, no sshd config that fails
+`sshd -t` or shuts Ansible out. The tests run in order on the side lab's bare hosts
+(conftest.py), and leave it converged for test_node_pool."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from wrinklefree_lab.helpers import adhoc, changed_hosts, output, playbook, run, sh
+from wrinklefree_lab.helpers import SIDE_PREFIX, adhoc, changed_hosts, output, playbook, run, sh
 
-pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("faults")]
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("side")]
 
-HOSTS = ("wf-fault-1", "wf-fault-2", "wf-fault-3")
+HOSTS = tuple(f"{SIDE_PREFIX}{index}" for index in (1, 2, 3))
 SAVED_SOURCES = "/root/sources.list.good"
 
 # What a run cut short must never leave behind, checked from inside the host.

@@ -1,7 +1,8 @@
-"""The skypilot_node_pool role in a lab of its own, up to and not including `sky ssh up` (which
-installs k3s from the internet): SkyPilot installed on the controller host from a wheelhouse
-(lab hosts have no PyPI), a key made there, the pool user on every pool host, the pool file
-checked by SkyPilot's loader, and SSH with TCP forwarding through the WireGuard mesh."""
+"""The skypilot_node_pool role on the side lab as test_faults leaves it (converged), up to and not
+including `sky ssh up` (which installs k3s from the internet): SkyPilot installed on the
+controller host from a wheelhouse (lab hosts have no PyPI), a key made there, the pool user on
+every pool host, the pool file checked by SkyPilot's loader, and SSH with TCP forwarding through
+the WireGuard mesh."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import yaml
 
 from wrinklefree_lab.helpers import ROOT, changed_hosts, env, output, playbook, run, sh_out
 
-pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("pool")]
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("side")]
 
 LOCK = ROOT / "roles" / "skypilot_node_pool" / "files" / "skypilot-0.14.1.txt"
 

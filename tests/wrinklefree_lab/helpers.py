@@ -105,6 +105,8 @@ def recap_changed(text: str) -> dict[str, int]:
 FLEET_PROJECT = "wf-fleet"
 FLEET_PREFIX = f"{FLEET_PROJECT}-base-"
 FLEET_HOSTS = tuple(f"{FLEET_PREFIX}{index}" for index in (1, 2, 3))
+# The second lab (conftest.py's side_lab), for test_faults and then test_node_pool.
+SIDE_PREFIX = "wf-side-"
 
 
 def sh(host: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
