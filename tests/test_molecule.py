@@ -1,5 +1,5 @@
 """Every Molecule scenario: create, converge, idempotence, a check-mode run that must report no
-change on the converged hosts, verify, destroy. Scenarios on lab hosts (driver managed) need the
+change on the converged hosts, verify, cleanup, destroy. Scenarios on lab hosts (driver managed) need the
 lab image; those of the SkyPilot client's roles run on this controller."""
 
 from __future__ import annotations
@@ -33,4 +33,6 @@ def test_scenario(request, role_dir, scenario):
         assert changed and not any(changed.values()), f"check mode reported changes: {changed}"
         molecule("verify")
     finally:
+        # cleanup: what a scenario started beside its hosts (the provision role's fake API).
+        molecule("cleanup", check=False)
         molecule("destroy", check=False)
