@@ -149,7 +149,7 @@ def test_bundled_hcloud_inventory_plugin_reads_the_fake(fake, tmp_path):
 def project():
     created, deleted = [], []
     server = FakeHetzner(server_limit=3, action_seconds=0.2,
-                         on_create=lambda s, user_data: created.append((s["name"], user_data)) or {"ipv4": "192.0.2.7"},
+                         on_create=lambda s, user_data, _keys: created.append((s["name"], user_data)) or {"ipv4": "192.0.2.7"},
                          on_delete=lambda s: deleted.append(s["name"])).start()
     yield server, Client(token=CLOUD_TOKEN, api_endpoint=server.cloud_url, poll_interval=0.1), created, deleted
     server.stop()

@@ -24,7 +24,7 @@ BASE = {"name": "base", "count": 3, "server_type": "cx22", "locations": ["fsn1",
 def cloud():
     """The fake Cloud API with an empty project; `fake.user_data` is what each new server was given."""
     fake = FakeHetzner(server_limit=10, action_seconds=0.05,
-                       on_create=lambda server, user_data: fake.user_data.update({server["name"]: user_data})).start()
+                       on_create=lambda server, user_data, _keys: fake.user_data.update({server["name"]: user_data})).start()
     fake.user_data = {}
     yield fake, Client(token=CLOUD_TOKEN, api_endpoint=fake.cloud_url)
     fake.stop()
@@ -103,7 +103,8 @@ def test_scaling_down_needs_confirmation_stays_within_the_limit_and_spares_prote
     # A server the toolkit did not make is never deleted, whatever the declaration.
     client.servers.create("hand-made", server_type=client.server_types.get_by_name("cx22"),
                           image=client.images.get_by_name_and_architecture("debian-12", "x86")).action.wait_until_finished()
-    rc, out = provision(fake, tmp_path, layers=[two], provision_delete=True)
+    # The confirmation as `-e provision_delete=true` gives it: a string.
+    rc, out = provision(fake, tmp_path, layers=[two], provision_delete="true")
     assert rc == 0, out
     assert sorted(s.name for s in client.servers.get_all()) == ["hand-made", "wrinklefree-base-1", "wrinklefree-base-2"]
 

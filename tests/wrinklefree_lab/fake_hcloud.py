@@ -99,10 +99,10 @@ def check_labels(labels, field: str = "labels") -> dict:
 class CloudProject:
     """A Hetzner Cloud project's writable resources. `servers` is the list the read side serves.
 
-    `on_create(server, user_data)` runs when a server is created (in a thread; the create action
-    finishes when it returns; an exception fails the action) and may return {"ipv4", "private_ip"}
-    for the server; `on_delete(server)` runs when a server is deleted. `action_seconds` is the
-    least time an action runs; `server_limit` the project's server quota."""
+    `on_create(server, user_data, public_keys)` runs when a server is created (in a thread; the
+    create action finishes when it returns; an exception fails the action) and may return
+    {"ipv4", "private_ip"} for the server; `on_delete(server)` runs when a server is deleted.
+    `action_seconds` is the least time an action runs; `server_limit` the project's server quota."""
 
     def __init__(self, servers: list, locations: dict, server_types: dict, networks: list, *, server_limit: int = 25,
                  action_seconds: float = 0.3, on_create=None, on_delete=None):
@@ -322,7 +322,7 @@ class CloudProject:
                 group["servers"].append(server["id"])
 
             def work():
-                given = self.on_create(server, body.get("user_data")) if self.on_create else None
+                given = self.on_create(server, body.get("user_data"), [k["public_key"] for k in keys]) if self.on_create else None
                 with self.lock:
                     if given:
                         server["public_net"]["ipv4"]["ip"] = given.get("ipv4", server["public_net"]["ipv4"]["ip"])
@@ -355,12 +355,12 @@ class CloudProject:
             self.actions[action["id"]]["then"] = gone
             return {"action": action}
 
-    def poweroff_server(self, ref) -> dict:
-        """POST /servers/{id}/actions/poweroff: off once the action finished."""
+    def power(self, ref, on: bool) -> dict:
+        """POST /servers/{id}/actions/poweron and poweroff: running or off once the action finished."""
         with self.lock:
             server = self.find("servers", ref)
-            action = self._action("stop_server", [(server["id"], "server")])
-            self.actions[action["id"]]["then"] = lambda: server.update(status="off")
+            action = self._action("start_server" if on else "stop_server", [(server["id"], "server")])
+            self.actions[action["id"]]["then"] = lambda: server.update(status="running" if on else "off")
             return {"action": action}
 
     def change_type(self, ref, body: dict) -> dict:

@@ -22,6 +22,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -329,7 +330,8 @@ class _Handler(BaseHTTPRequestHandler):
             ("POST", r"/v1/servers"): lambda: (201, project.create_server(
                 body, lambda i, **kw: cloud_server(i, ipv4=_address(i), private_ip="", **kw))),
             ("POST", r"/v1/networks/(\d+)/actions/add_subnet"): lambda: (201, project.add_subnet(int(m.group(1)), body)),
-            ("POST", r"/v1/servers/(\d+)/actions/poweroff"): lambda: (201, project.poweroff_server(int(m.group(1)))),
+            ("POST", r"/v1/servers/(\d+)/actions/poweroff"): lambda: (201, project.power(int(m.group(1)), on=False)),
+            ("POST", r"/v1/servers/(\d+)/actions/poweron"): lambda: (201, project.power(int(m.group(1)), on=True)),
             ("POST", r"/v1/servers/(\d+)/actions/change_type"): lambda: (201, project.change_type(int(m.group(1)), body)),
             ("POST", r"/v1/servers/(\d+)/actions/change_protection"):
                 lambda: (201, project.protect_server(int(m.group(1)), body)),
@@ -518,12 +520,82 @@ def _running_pid(state: str) -> int | None:
     return pid if b"serve" in cmdline and os.path.abspath(state).encode() in cmdline else None
 
 
+class HostFactory:
+    """The lab's host factory, for a lab brought up with lab_provision (bin/wf lab): each server
+    created through the Cloud API becomes a lab host, made by the playbook that STATE/factory.json
+    names (playbooks/lab/server.yml, with the lab's settings) at the first free address of the
+    lab's; a deleted server's host is removed the same way. Without factory.json a server is only
+    an entry in the API, as in the tests' fakes."""
+
+    def __init__(self, state: str, fake: FakeHetzner):
+        self.state, self.fake = state, fake
+        self._lock = threading.Lock()
+        self._pending: set[str] = set()
+        # Addresses handed out before: a new host takes a fresh one while there is one, as an
+        # address just freed may still sit in this machine's neighbour table and SSH masters.
+        self._given: set[str] = set()
+
+    def _config(self) -> dict | None:
+        try:
+            with open(os.path.join(self.state, "factory.json"), encoding="utf-8") as handle:
+                return json.load(handle)
+        except FileNotFoundError:
+            return None
+
+    def _run(self, config: dict, server: dict, **lab_server) -> None:
+        """The factory's playbook for one server; its failure fails the API's action with the
+        playbook's last lines."""
+        with tempfile.TemporaryDirectory(dir=self.state) as scratch:
+            if lab_server.get("user_data"):
+                path = os.path.join(scratch, "user-data")
+                with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
+                    handle.write(lab_server["user_data"])
+                lab_server["user_data"] = path
+            spec = os.path.join(scratch, "server.json")
+            with open(os.open(spec, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
+                json.dump({**config["vars"], "lab_server": {"name": server["name"], "labels": server["labels"], **lab_server}},
+                          handle)
+            proc = subprocess.run([*config["command"], "-e", f"@{spec}"], cwd=config["cwd"], stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, check=False)
+        if proc.returncode:
+            raise RuntimeError(f"the lab host {server['name']} was not {lab_server['state']}: "
+                               + " ".join(proc.stdout.strip().splitlines()[-15:]))
+
+    def create(self, server: dict, user_data: str | None, public_keys: list[str]) -> dict | None:
+        config = self._config()
+        if config is None:
+            return None
+        with self._lock:
+            used = {s["public_net"]["ipv4"]["ip"] for s in self.fake.cloud_servers if s is not server}
+            used |= {s["server_ip"] for s in self.fake.robot_servers} | self._pending
+            free = [a for a in config["addresses"] if a not in used]
+            if not free:
+                raise RuntimeError("the lab has no free address left")
+            address = next((a for a in free if a not in self._given), free[0])
+            self._pending.add(address)
+            self._given.add(address)
+        try:
+            self._run(config, server, address=address, state="present", public_keys=public_keys, user_data=user_data)
+        finally:
+            with self._lock:
+                self._pending.discard(address)
+        return {"ipv4": address, "private_ip": address}
+
+    def delete(self, server: dict) -> None:
+        config = self._config()
+        if config is not None:
+            self._run(config, server, address=server["public_net"]["ipv4"]["ip"], state="absent", public_keys=[])
+
+
 def _serve(state: str) -> None:
     fleet = os.path.join(state, "fleet.json")
     if not os.path.exists(fleet):
         with open(fleet, "w", encoding="utf-8") as handle:
             json.dump({}, handle)
-    fake = FakeHetzner(fleet_file=fleet, faults_file=os.path.join(state, "faults.json"), **_credentials(state)).start()
+    fake = FakeHetzner(fleet_file=fleet, faults_file=os.path.join(state, "faults.json"), **_credentials(state))
+    factory = HostFactory(state, fake)
+    fake.project.on_create, fake.project.on_delete = factory.create, factory.delete
+    fake.start()
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     for name, value in (("fake.pid", str(os.getpid())), ("endpoint", fake.url)):
