@@ -4,16 +4,18 @@ drive the fake with the official hcloud library and the bundled hetzner.hcloud i
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import requests
 from hcloud import APIException, Client
+from hcloud.actions import ActionFailedException
 from hcloud.firewalls import FirewallRule
 from hcloud.images import Image
 from hcloud.locations import Location
 from hcloud.server_types import ServerType
 
-from wrinklefree_lab.fake_hetzner import (CLOUD_TOKEN, ROBOT_PASSWORD, ROBOT_USER, SSH_KEY, FakeHetzner,
+from wrinklefree_lab.fake_hetzner import (CLOUD_TOKEN, ROBOT_PASSWORD, ROBOT_USER, SSH_KEY, FakeHetzner, HostFactory,
                                           _selector_matches, make_cloud_servers, make_robot_servers)
 from wrinklefree_lab.helpers import env, run
 
@@ -245,3 +247,72 @@ def test_prices_per_location_and_injected_api_errors(project):
     with pytest.raises(APIException) as refused:
         client.request(url="/servers", method="POST", json={"name": "x", "server_type": "cx22", "image": "debian-12"})
     assert refused.value.code == "resource_limit_exceeded" and fake.project.servers == []
+
+
+# -- the lab's host factory (bin/wf lab: a server created through the API becomes a lab host) ----
+
+RECORDER = """import json, sys
+spec = json.load(open(sys.argv[-1].lstrip("@")))
+server = spec["lab_server"]
+if server.get("user_data"):
+    server["user_data"] = open(server["user_data"]).read()
+with open(sys.argv[1], "a") as log:
+    log.write(json.dumps(spec) + "\\n")
+if server["name"].startswith("broken"):
+    print("TASK [Lab | host]\\nfatal: the container did not start")
+    sys.exit(2)
+"""
+
+
+@pytest.fixture
+def factory(tmp_path):
+    """A fake whose host factory runs a recorder (in place of playbooks/lab/server.yml) that logs
+    each request; `log()` reads what it was asked."""
+    script, log = tmp_path / "recorder.py", tmp_path / "requests.jsonl"
+    script.write_text(RECORDER)
+    (tmp_path / "factory.json").write_text(json.dumps({
+        "command": [sys.executable, str(script), str(log)], "cwd": str(tmp_path), "vars": {"lab_network": "wf-test"},
+        "addresses": ["10.213.9.11", "10.213.9.12", "10.213.9.13"]}))
+    fake = FakeHetzner(server_limit=5, action_seconds=0.05)
+    maker = HostFactory(str(tmp_path), fake)
+    fake.project.on_create, fake.project.on_delete = maker.create, maker.delete
+    fake.start()
+    yield fake, Client(token=CLOUD_TOKEN, api_endpoint=fake.cloud_url, poll_interval=0.1), \
+        lambda: [json.loads(line) for line in log.read_text().splitlines()]
+    fake.stop()
+
+
+def test_the_host_factory_makes_a_host_per_server_and_removes_it_with_the_server(factory):
+    fake, client, log = factory
+    key = client.ssh_keys.create(name="admin", public_key=SSH_KEY)
+    made = [client.servers.create(name, server_type=ServerType(name="cx22"), image=Image(name="debian-12"),
+                                  ssh_keys=[key], labels={"layer": "base"}, user_data=f"#cloud-config\n# {name}\n")
+            for name in ("lab-1", "lab-2")]
+    for response in made:
+        response.action.wait_until_finished()
+    asked = {entry["lab_server"]["name"]: entry for entry in log()}
+    assert sorted(asked) == ["lab-1", "lab-2"]
+    for name, entry in asked.items():
+        server = client.servers.get_by_name(name)
+        assert entry["lab_network"] == "wf-test" and entry["lab_server"]["state"] == "present"
+        assert entry["lab_server"]["public_keys"] == [SSH_KEY] and entry["lab_server"]["labels"] == {"layer": "base"}
+        # The user data reached the factory's playbook in a file (gone since).
+        assert entry["lab_server"]["user_data"] == f"#cloud-config\n# {name}\n"
+        assert server.status == "running" and server.public_net.ipv4.ip == entry["lab_server"]["address"]
+    assert sorted(e["lab_server"]["address"] for e in asked.values()) == ["10.213.9.11", "10.213.9.12"]
+
+    client.servers.delete(client.servers.get_by_name("lab-1")).wait_until_finished()
+    assert log()[-1]["lab_server"] | {"user_data": None} == {
+        "name": "lab-1", "labels": {"layer": "base"}, "address": asked["lab-1"]["lab_server"]["address"], "state": "absent",
+        "public_keys": [], "user_data": None}
+    # A freed address is not handed out again while a fresh one is left.
+    client.servers.create("lab-3", server_type=ServerType(name="cx22"), image=Image(name="debian-12")).action.wait_until_finished()
+    assert client.servers.get_by_name("lab-3").public_net.ipv4.ip == "10.213.9.13"
+
+
+def test_a_host_the_factory_cannot_make_fails_the_action_with_its_reason(factory):
+    _fake, client, _log = factory
+    response = client.servers.create("broken-1", server_type=ServerType(name="cx22"), image=Image(name="debian-12"))
+    with pytest.raises(ActionFailedException) as failure:
+        response.action.wait_until_finished()
+    assert "the lab host broken-1 was not present: TASK [Lab | host] fatal: the container did not start" in str(failure.value.action.error)
