@@ -117,14 +117,14 @@ def test_a_host_gone_from_the_inventory_keeps_its_place_until_it_is_drained_and_
     old = [fleet.host(i) for i in (1, 2, 3)]
     entry = registry(fleet)[fleet.host(4)]
     gone = entry["public_key"]
-    fleet.up(3)  # host 4 leaves the fake Hetzner API's list (off for a resize; its container keeps running)
+    fleet.list(3)  # host 4 leaves the fake Hetzner API's list (off for a resize; its container keeps running)
     converge(fleet, "playbooks/wireguard.yml")
     # Absent is not removed: its address stays its own and the others keep it as a peer.
     assert registry(fleet)[fleet.host(4)] == entry
     for host in old:
         assert gone in peers(host), host
 
-    fleet.up(4)  # back in the list
+    fleet.list(4)  # back in the list
     identity = {h: interface_identity(h) for h in old}
     state = fleet.inventory / ".state"
     endpoint, token = (state / "hetzner" / "endpoint").read_text() + "/v1", (state / "hetzner" / "cloud-token").read_text()
@@ -135,7 +135,7 @@ def test_a_host_gone_from_the_inventory_keeps_its_place_until_it_is_drained_and_
         "provision_ssh_keys": [{"name": "lab", "public_key": (state / "id_ed25519.pub").read_text().strip()}],
         "provision_layers": [{"name": "base", "count": 2, "server_type": "cx22", "locations": ["fsn1"],
                               "labels": {"role": "bitnet.wireguard"}}]})
-    fleet.count = 3  # deleted at the API, as lab.up(3) would have left it
+    fleet.count = 3  # deleted at the API, as fleet.list(3) would have left it
     cloud = Client(token=token, api_endpoint=endpoint)
     assert fleet.host(4) not in [server.name for server in cloud.servers.get_all()]
     assert fleet.host(4) not in registry(fleet)
