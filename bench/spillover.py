@@ -56,17 +56,20 @@ def line(name: str, result: dict, base: dict | None = None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--prefix", default="wf-lab-")
-    parser.add_argument("--subnet", default="10.213.0.0/24")
+    parser.add_argument("--subnet", default="10.213.0.0/24", help="the lab's subnet (its VM host is .101)")
     args = parser.parse_args()
-    edge, subnet = f"{args.prefix}1", ipaddress.ip_network(args.subnet)
+    subnet = ipaddress.ip_network(args.subnet)
+    # The front door's host and the base servers, as the lab's inventory groups them.
+    inventory = json.loads(subprocess.run(["ansible-inventory", "-i", str(INVENTORY), "--list"], env=env(), cwd=ROOT,
+                                          check=True, capture_output=True, text=True).stdout)
+    edge, hosts = inventory["edge"]["hosts"][0], len(inventory["bitnet"]["hosts"])
+    address = inventory["_meta"]["hostvars"][edge]["ansible_host"]
+    # ansible-inventory marks values that came from an API as unsafe (not to be templated).
+    address = address.get("__ansible_unsafe", address) if isinstance(address, dict) else address
     fact = json.loads(subprocess.run(["podman", "exec", edge, "cat", "/etc/ansible/facts.d/bitnet.fact"], env=env(),
                                      check=True, capture_output=True, text=True).stdout)
-    model, address = fact["models"][0], str(subnet[11])
+    model = fact["models"][0]
     slots = model["parallel"]
-    hosts = len([line for line in subprocess.run(["podman", "ps", "--format", "{{.Names}}"], env=env(), check=True,
-                                                 capture_output=True, text=True).stdout.split()
-                 if line.startswith(args.prefix) and "vm" not in line])
 
     # The burst replica on the VM host, as SkyPilot would start it, with this run's key.
     vm = cloud_vm.CloudVM(INVENTORY, str(subnet[101]))
