@@ -495,14 +495,19 @@ class _Handler(BaseHTTPRequestHandler):
 CREDENTIAL_FILES = ("cloud-token", "robot-user", "robot-password")
 
 
+def _write_private(path: str, text: str) -> None:
+    """A new file only its owner reads (it must not exist yet)."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
 def _credentials(state: str) -> dict[str, str]:
     values = {}
     for name in CREDENTIAL_FILES:
         path = os.path.join(state, name)
         if not os.path.exists(path):
             value = "#ws+lab" if name == "robot-user" else secrets.token_hex(24)
-            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
-                handle.write(value)
+            _write_private(path, value)
         with open(path, encoding="utf-8") as handle:
             values[name.replace("-", "_")] = handle.read().strip()
     return values
@@ -548,13 +553,11 @@ class HostFactory:
         with tempfile.TemporaryDirectory(dir=self.state) as scratch:
             if lab_server.get("user_data"):
                 path = os.path.join(scratch, "user-data")
-                with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
-                    handle.write(lab_server["user_data"])
+                _write_private(path, lab_server["user_data"])
                 lab_server["user_data"] = path
             spec = os.path.join(scratch, "server.json")
-            with open(os.open(spec, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
-                json.dump({**config["vars"], "lab_server": {"name": server["name"], "labels": server["labels"], **lab_server}},
-                          handle)
+            _write_private(spec, json.dumps({**config["vars"],
+                                             "lab_server": {"name": server["name"], "labels": server["labels"], **lab_server}}))
             proc = subprocess.run([*config["command"], "-e", f"@{spec}"], cwd=config["cwd"], stdin=subprocess.DEVNULL,
                                   capture_output=True, text=True, check=False)
         if proc.returncode:
