@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wrinklefree_lab.helpers import ROOT
+from wrinklefree_lab.helpers import ROOT, run
 
 ROLES = sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "meta" / "argument_specs.yml").is_file())
 # What an expression reads: Jinja blocks, and the conditions Ansible templates without braces.
@@ -140,6 +140,91 @@ def test_tests_and_benches_share_the_harness_package_only():
              for p in [*ROOT.glob("tests/*.py"), *ROOT.glob("tests/wrinklefree_lab/*.py"), *ROOT.glob("bench/*.py")]
              for m in re.finditer(r"^\s*(?:from|import) (?:test_\w+|conftest)\b.*|^.*sys\.path.*\btests\b.*", p.read_text(), re.M)]
     assert found == []
+
+
+def boolean_inputs() -> set[str]:
+    return {name for role in ROLES
+            for spec in yaml.safe_load((ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())["argument_specs"].values()
+            for name, option in spec.get("options", {}).items() if option.get("type") == "bool"}
+
+
+LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+AS_BOOL = re.compile(r"\s*(?:\|\s*default\([^()]*\)\s*)?\|\s*bool\b")
+CONDITIONS = {"when", "that", "until", "failed_when", "changed_when"}
+
+
+class _TaggedLoader(yaml.SafeLoader):
+    """Loads Ansible's tagged values (!unsafe, !vault) as plain scalars."""
+
+
+_TaggedLoader.add_multi_constructor("!", lambda loader, _, node: loader.construct_scalar(node)
+                                    if isinstance(node, yaml.ScalarNode) else None)
+
+
+def _strings(node, key=None):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _strings(v, k)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _strings(v, key)
+    elif isinstance(node, str):
+        yield key, node
+
+
+def expressions(path: Path):
+    """What Ansible evaluates in a file, string literals blanked: Jinja blocks, and bare conditions."""
+    if path.suffix == ".j2":
+        found = [m[2:-2] for m in JINJA.findall(path.read_text())]
+    else:
+        found = []
+        for key, text in _strings(yaml.load(path.read_text(), Loader=_TaggedLoader)):
+            blocks = JINJA.findall(text)
+            found += [m[2:-2] for m in blocks] if blocks else [text] if key in CONDITIONS else []
+    return [LITERAL.sub("''", expr) for expr in found]
+
+
+def unconverted_booleans(files, root: Path = ROOT) -> list[str]:
+    """Each read of a boolean input that skips ``| bool``. Argument specs check the type but do not
+    convert it: ``-e base_firewall_allow_ping=false`` reaches a role as the string "false", which
+    Jinja's ``if`` takes as true and ``when:`` refuses."""
+    names = boolean_inputs()
+    found = []
+    for path in files:
+        for expr in expressions(path):
+            for match in re.finditer(r"(?<![\w.'])(" + "|".join(sorted(names)) + r")(?!\w)", expr):
+                if not AS_BOOL.match(expr, match.end()):
+                    found.append(f"{path.relative_to(root)}: {match.group(1)} without | bool")
+    return found
+
+
+def evaluated_files():
+    return [*(f for role in ROLES for f in role_files(role) if f.suffix in {".yml", ".j2"}),
+            *ROOT.glob("playbooks/**/*.yml"), *ROOT.glob("sky_tasks/*.j2")]
+
+
+def test_boolean_inputs_are_read_through_the_bool_filter():
+    assert {"base_firewall_allow_ping", "frontdoor_burst", "bitnet_server_mlock"} <= boolean_inputs()
+    assert unconverted_booleans(evaluated_files()) == []
+
+
+def test_the_boolean_check_finds_a_bare_read(tmp_path):
+    planted = tmp_path / "x.yml"
+    planted.write_text(yaml.safe_dump([
+        {"name": "a", "ansible.builtin.debug": {"msg": "{{ 'on' if frontdoor_burst else 'off (frontdoor_burst)' }}"}},
+        {"name": "b", "ansible.builtin.debug": {"msg": "x"}, "when": "base_firewall_enabled"},
+        {"name": "c", "ansible.builtin.debug": {"msg": "x"}, "when": ["bitnet_server_mlock | default(true) | bool"]},
+    ]))
+    assert unconverted_booleans([planted], tmp_path) == ["x.yml: frontdoor_burst without | bool", "x.yml: base_firewall_enabled without | bool"]
+
+
+@pytest.mark.parametrize("value, expected", [("false", "0"), ("no", "0"), ("true", "1")])
+def test_a_boolean_given_as_a_string_on_the_command_line_means_what_it_says(value, expected):
+    """``-e name=value`` gives a string; the template reads it as the boolean it names."""
+    out = run("ansible", "localhost", "-o", "-m", "ansible.builtin.debug", "-a",
+              "msg={{ lookup('ansible.builtin.template', 'roles/base/templates/20auto-upgrades.j2') }}",
+              "-e", f"base_unattended_upgrades={value}").stdout
+    assert f'Unattended-Upgrade \\"{expected}\\"' in out, out
 
 
 if __name__ == "__main__":  # pragma: no cover
