@@ -1,10 +1,16 @@
 # The stage's run, on every node. Refuses to start without its input (the previous stage's
 # final/); resumes from the newest checkpoint-N/ in its output directory; one process on one GPU
-# (or CPU), else torchrun over SkyPilot's nodes with FSDP on. W&B continues the stage's one run.
+# (or CPU), else torchrun over SkyPilot's nodes with FSDP on (rendezvous on the first node's
+# MASTER_PORT, 29500 unless the task sets it). W&B continues the stage's one run.
 set -euo pipefail
 if [ -n "$INPUT_DIR" ] && [ ! -d "$INPUT_DIR" ]; then
   echo "stage $STAGE: its input $INPUT_DIR (the previous stage's final/) is missing: run that stage first" >&2
   exit 2
+fi
+# A recovered job whose stage already wrote final/ has nothing left to do.
+if [ -d "$OUTPUT_DIR/final" ]; then
+  echo "stage $STAGE: $OUTPUT_DIR/final exists: done"
+  exit 0
 fi
 mkdir -p "$OUTPUT_DIR"
 args=(--model "$MODEL" --stage "$STAGE" --output-dir "$OUTPUT_DIR")
@@ -27,4 +33,4 @@ fi
 export WF_FSDP=1
 master=$(printf '%s\n' "$SKYPILOT_NODE_IPS" | head -n 1)
 exec torchrun --nnodes "$nodes" --nproc-per-node "$procs" --node-rank "${SKYPILOT_NODE_RANK:-0}" \
-  --master-addr "$master" --master-port 29500 -m "$TRAINER_MODULE" "${args[@]}"
+  --master-addr "$master" --master-port "${MASTER_PORT:-29500}" -m "$TRAINER_MODULE" "${args[@]}"

@@ -16,10 +16,9 @@ import sys
 
 import pytest
 import sky
-import yaml
 
 from wrinklefree_lab import fake_sky
-from wrinklefree_lab.helpers import ROOT, adhoc, env, output, playbook, run
+from wrinklefree_lab.helpers import ROOT, adhoc, env, output, playbook, render
 
 sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
 from sky_sdk import server_checks  # noqa: E402
@@ -65,14 +64,6 @@ def burst_inputs(tmp_path) -> dict:
     facts = [{**release, "models": [{**MODEL, "release": release["release"]}]} for release in reversed(RELEASES)]
     return {"serve_base_facts": facts, "bitnet_artifact_cache": str(cache), "serve_release_dir": str(tmp_path / "client"),
             "serve_tls_certfile": str(tmp_path / "cert.pem"), "serve_tls_keyfile": str(tmp_path / "key.pem")}
-
-
-def render(tmp_path, template: str, cases: list[dict]) -> list[dict]:
-    cases_file = tmp_path / "cases.json"
-    cases_file.write_text(json.dumps({"render_cases": [{"template": template, "vars": c} for c in cases],
-                                      "render_dir": str(tmp_path)}))
-    run("ansible-playbook", "-i", CONTROLLER, "tests/playbooks/render_sky_tasks.yml", f"-e@{cases_file}")
-    return [yaml.safe_load((tmp_path / f"{i}.yaml").read_text()) for i in range(len(cases))]
 
 
 def test_every_training_render_is_a_valid_skypilot_task(tmp_path):
@@ -334,6 +325,7 @@ def test_service_ships_the_base_layers_releases_and_model(sdk, tmp_path):
     ({"train_stage": "1", "train_from": "1.9"}, "train_from must name a stage before stage 1 (none: it starts from the model)"),
     ({"train_wandb_api_key": ""}, "train_wandb_api_key is empty"),
     ({"train_max_restarts": -1}, "train_max_restarts must be 0 or more, got -1"),
+    ({"train_accelerator": "H1000"}, "accelerator 'H1000' is unknown to SkyPilot's catalogue (common GPUs: A10,"),
     ({"train_state": "paused"}, "train_state must be one of: present, absent, got: paused"),
 ])
 def test_bad_training_input_fails_before_any_sdk_call(sdk, extravars, message):

@@ -5,6 +5,8 @@ module failures."""
 from __future__ import annotations
 
 import copy
+import csv
+import glob
 import importlib
 import os
 import re
@@ -48,6 +50,31 @@ def load_task(module, sky, spec, secrets):
         module.fail_json(msg=f"SkyPilot rejected the task: {exc}")
 
 
+def known_accelerators():
+    """{lower-case name: name} of the accelerators the installed SkyPilot knows without a network:
+    its common GPUs and TPUs, and those of every cloud catalogue it has downloaded (sky show-gpus
+    and launches fetch them into ~/.sky/catalogs)."""
+    catalog = importlib.import_module("sky.catalog")
+    common = importlib.import_module("sky.catalog.common")
+    names = list(catalog.get_common_gpus()) + list(catalog.get_tpus())
+    for path in glob.glob(common.get_catalog_path(os.path.join("*", "vms.csv"))):
+        with open(path, encoding="utf-8", newline="") as handle:
+            names += [row.get("AcceleratorName") or "" for row in csv.DictReader(handle)]
+    return {n.lower(): n for n in names if n}
+
+
+def check_accelerators(task):
+    """Each resource's accelerator is one SkyPilot knows (a misspelt GPU would wait in the jobs
+    controller's queue for capacity that never comes)."""
+    known = known_accelerators()
+    for resources in task.resources:
+        for accelerator in (resources.accelerators or {}):
+            if accelerator.lower() not in known:
+                common = importlib.import_module("sky.catalog").get_common_gpus()
+                raise ValueError(f"accelerator {accelerator!r} is unknown to SkyPilot's catalogue (common GPUs: "
+                                 f"{', '.join(common)}; TPUs and the downloaded clouds' catalogues count too)")
+
+
 def server_checks(task, request, name):
     """Run the checks SkyPilot's API server makes before it acts on `request` ('serve up',
     'serve update' or 'jobs launch'; sky/serve/server/impl.py and sky/jobs/server/core.py in
@@ -58,7 +85,8 @@ def server_checks(task, request, name):
     dag_utils = importlib.import_module("sky.utils.dag_utils")
     constants = importlib.import_module("sky.skylet.constants")
     # Task.validate() without Resources.validate(), which looks accelerators and regions up in
-    # the clouds' catalogs that SkyPilot downloads: that one stays with the server.
+    # the clouds' catalogs that SkyPilot downloads: that one stays with the server, but for the
+    # accelerators' names (check_accelerators).
     task.validate_name()
     task.validate_run()
     task.expand_and_validate_workdir()
@@ -68,6 +96,7 @@ def server_checks(task, request, name):
         if re.fullmatch(constants.CLUSTER_NAME_VALID_REGEX, name) is None:
             raise ValueError(f"Service name {name!r} is invalid: it must match {constants.CLUSTER_NAME_VALID_REGEX}")
     elif request == "jobs launch":
+        check_accelerators(task)
         dag_utils.fill_default_config_in_dag_for_job_launch(dag_utils.convert_entrypoint_to_dag(task))
     else:
         raise ValueError(f"no server checks known for {request!r}")

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import ansible_runner
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CONTAINERS_CONF = ROOT / "tests" / "lab" / "containers.conf"
@@ -152,3 +153,13 @@ def converge(lab, path: str = "playbooks/site.yml", **kwargs) -> ansible_runner.
     runner = playbook(path, lab, **kwargs)
     assert runner.rc == 0, output(runner)[-6000:]
     return runner
+
+
+def render(tmp_path: Path, template: str, cases: list[dict]) -> list[dict]:
+    """sky_tasks/TEMPLATE rendered by the roles' own templating (tests/playbooks/render_sky_tasks.yml)
+    for each case's variables, loaded."""
+    cases_file = tmp_path / "cases.json"
+    cases_file.write_text(json.dumps({"render_cases": [{"template": template, "vars": c} for c in cases],
+                                      "render_dir": str(tmp_path)}))
+    run("ansible-playbook", "-i", ROOT / "inventories" / "controller", "tests/playbooks/render_sky_tasks.yml", f"-e@{cases_file}")
+    return [yaml.safe_load((tmp_path / f"{i}.yaml").read_text()) for i in range(len(cases))]
