@@ -157,6 +157,22 @@ def project():
     server.stop()
 
 
+def test_a_reloaded_fleet_file_keeps_the_servers_created_through_the_api(tmp_path):
+    """The lab re-lists its own hosts (Lab.list) while provision.yml's servers stay in the project."""
+    fleet = tmp_path / "fleet.json"
+    given = {"name": "lab-1", "ipv4": "192.0.2.1", "private_ip": "10.0.0.1", "labels": {}}
+    fleet.write_text(json.dumps({"cloud": [given, dict(given, name="lab-2")]}))
+    fake = FakeHetzner(fleet_file=str(fleet), action_seconds=0.05).start()
+    try:
+        client = Client(token=CLOUD_TOKEN, api_endpoint=fake.cloud_url, poll_interval=0.05)
+        client.servers.create("made-1", server_type=ServerType(name="cx22"), image=Image(name="debian-12")).action.wait_until_finished()
+        assert sorted(s.name for s in client.servers.get_all()) == ["lab-1", "lab-2", "made-1"]
+        fleet.write_text(json.dumps({"cloud": [given]}))
+        assert sorted(s.name for s in client.servers.get_all()) == ["lab-1", "made-1"]
+    finally:
+        fake.stop()
+
+
 def test_servers_are_created_with_their_keys_and_labels_and_deleted_after_their_actions(project):
     fake, client, created, deleted = project
     key = client.ssh_keys.create(name="admin", public_key=SSH_KEY, labels={"managed-by": "wrinklefree"})

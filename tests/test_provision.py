@@ -109,6 +109,28 @@ def test_scaling_down_needs_confirmation_stays_within_the_limit_and_spares_prote
     assert sorted(s.name for s in client.servers.get_all()) == ["hand-made", "wrinklefree-base-1", "wrinklefree-base-2"]
 
 
+def test_names_skip_a_dedicated_servers_and_scaling_keeps_the_lowest(cloud, tmp_path):
+    """PROJECT-LAYER-N: a name the inventory gives a dedicated server is skipped, a server deleted
+    by hand comes back under its name, scaling up takes the lowest free N and scaling down
+    deletes the highest."""
+    fake, client = cloud
+    (tmp_path / "fleet.yml").write_text(yaml.safe_dump({"all": {"hosts": {"wrinklefree-base-2": {"ansible_host": "192.0.2.2"}}}}))
+    fleet = ("-i", str(tmp_path / "fleet.yml"))
+
+    def names():
+        return sorted(s.name for s in client.servers.get_all())
+
+    assert provision(fake, tmp_path, *fleet, layers=[dict(BASE, count=2)])[0] == 0
+    assert names() == ["wrinklefree-base-1", "wrinklefree-base-3"]
+    client.servers.get_by_name("wrinklefree-base-1").delete().wait_until_finished()
+    assert provision(fake, tmp_path, *fleet, layers=[dict(BASE, count=2)])[0] == 0
+    assert names() == ["wrinklefree-base-1", "wrinklefree-base-3"]
+    rc, out = provision(fake, tmp_path, *fleet, layers=[dict(BASE, count=3)])
+    assert rc == 0 and names() == ["wrinklefree-base-1", "wrinklefree-base-3", "wrinklefree-base-4"], out[-3000:]
+    rc, out = provision(fake, tmp_path, *fleet, layers=[dict(BASE, count=2)], provision_delete=True)
+    assert rc == 0 and names() == ["wrinklefree-base-1", "wrinklefree-base-3"], out[-3000:]
+
+
 @pytest.mark.parametrize("layer,field,calls_api", [
     ({"count": -1}, "count 0 or more (got -1)", False),
     ({"cout": 3}, "cout", False),

@@ -12,7 +12,7 @@ import yaml
 
 from hcloud import Client
 
-from wrinklefree_lab.helpers import FLEET_PROJECT, changed_hosts, output, playbook, sh, sh_out
+from wrinklefree_lab.helpers import FLEET_PROJECT, changed_hosts, output, playbook, run, sh_out
 
 # The fleet is one lab: its modules run on one pytest-xdist worker, in file order.
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
@@ -41,6 +41,11 @@ def interface_identity(host: str) -> str:
 def ping(host: str, address: str) -> None:
     """Ping over the tunnel; the first packet may wait for a handshake, so retry for ~6 s."""
     sh_out(host, f"for i in 1 2 3 4 5 6; do ping -c1 -W1 {address} >/dev/null && exit 0; sleep 1; done; exit 1")
+
+
+def model_server(host: str) -> str:
+    """The PID of the host's llama-server: it changes when the server restarts."""
+    return sh_out(host, "systemctl show -p MainPID --value bitnet-server@tiny").strip()
 
 
 def converge(lab, path="playbooks/site.yml", **kwargs):
@@ -89,14 +94,39 @@ def test_every_host_reaches_every_other_through_the_tunnel(fleet, fleet_first_ru
     assert_full_mesh(fleet, hosts)
 
 
+def declared(lab, count: int, **extra) -> dict:
+    """provision.yml's extra vars: the fleet's Cloud project (the lab's fake API), its layer `base`
+    declared with `count` Cloud servers (its dedicated host 3 is not one of them)."""
+    state = lab.inventory / ".state"
+    return {"provision_hcloud_endpoint": (state / "hetzner" / "endpoint").read_text() + "/v1",
+            "provision_hcloud_token": (state / "hetzner" / "cloud-token").read_text(),
+            "provision_project": FLEET_PROJECT, "provision_known_hosts": str(state / "known_hosts"),
+            "provision_ssh_keys": [{"name": "lab", "public_key": (state / "id_ed25519.pub").read_text().strip()}],
+            "provision_layers": [{"name": "base", "count": count, "server_type": "cx22", "locations": ["fsn1"],
+                                  "labels": {"role": "bitnet.wireguard"}}], **extra}
+
+
+def cloud(lab) -> Client:
+    api = declared(lab, 0)
+    return Client(token=api["provision_hcloud_token"], api_endpoint=api["provision_hcloud_endpoint"])
+
+
 def test_adding_a_host_keeps_the_existing_tunnels(fleet, fleet_first_run):
+    """The layer scaled up by one in the declaration, one site.yml run: provision.yml creates the
+    server through the fake Cloud API, whose host factory starts its host (the name of the
+    dedicated host 3 is skipped: wf-fleet-base-4), and the rest of the run converges it into the
+    mesh without restarting anyone's tunnel."""
     old = [fleet.host(i) for i in (1, 2, 3)]
     addresses = {h: registry(fleet)[h]["address"] for h in old}
     identity = {h: interface_identity(h) for h in old}
     counters = {h: peers(h) for h in old}
-    fleet.up(4)
-    converge(fleet)
+    servers = {h: model_server(h) for h in old}
+    converge(fleet, extravars=declared(fleet, 3))
+    fleet.count = 4
     new = fleet.host(4)
+    assert cloud(fleet).servers.get_by_name(new).labels == {"managed-by": FLEET_PROJECT, "layer": "base", "role": "bitnet.wireguard"}
+    assert f"server {new} " in sh_out(fleet.host(1), "cat /etc/haproxy/haproxy.cfg")  # in the front door
+    assert {h: model_server(h) for h in old} == servers, "a model server restarted"
     mesh = registry(fleet)
     assert {h: mesh[h]["address"] for h in old} == addresses
     for host in old:
@@ -111,40 +141,28 @@ def test_adding_a_host_keeps_the_existing_tunnels(fleet, fleet_first_run):
 
 
 def test_a_host_gone_from_the_inventory_keeps_its_place_until_it_is_drained_and_deleted(fleet, fleet_first_run):
-    """Absent is not removed. Then the layer is scaled down by one (its three Cloud servers, which
-    carry the project's label, declared as two): provision.yml drains the fourth host (front door,
-    its model servers, the mesh) and deletes it at the API, and nobody else restarts."""
+    """Absent is not removed: a server switched off (the inventory lists running servers) keeps
+    its mesh address and its peers. Then the layer is scaled down by one: provision.yml drains
+    the fourth host (front door, its model servers, the mesh) and deletes it at the API, whose
+    host factory removes its host, and nobody else restarts."""
     old = [fleet.host(i) for i in (1, 2, 3)]
     entry = registry(fleet)[fleet.host(4)]
     gone = entry["public_key"]
-    fleet.list(3)  # host 4 leaves the fake Hetzner API's list (off for a resize; its container keeps running)
+    server = cloud(fleet).servers.get_by_name(fleet.host(4))
+    server.power_off().wait_until_finished()
     converge(fleet, "playbooks/wireguard.yml")
-    # Absent is not removed: its address stays its own and the others keep it as a peer.
     assert registry(fleet)[fleet.host(4)] == entry
     for host in old:
         assert gone in peers(host), host
 
-    fleet.list(4)  # back in the list
+    server.power_on().wait_until_finished()
     identity = {h: interface_identity(h) for h in old}
-    state = fleet.inventory / ".state"
-    endpoint, token = (state / "hetzner" / "endpoint").read_text() + "/v1", (state / "hetzner" / "cloud-token").read_text()
-    converge(fleet, "playbooks/provision.yml", extravars={
-        "provision_hcloud_endpoint": endpoint, "provision_hcloud_token": token,
-        "provision_project": FLEET_PROJECT, "provision_delete": True,
-        "provision_known_hosts": str(state / "known_hosts"),
-        "provision_ssh_keys": [{"name": "lab", "public_key": (state / "id_ed25519.pub").read_text().strip()}],
-        "provision_layers": [{"name": "base", "count": 2, "server_type": "cx22", "locations": ["fsn1"],
-                              "labels": {"role": "bitnet.wireguard"}}]})
-    fleet.count = 3  # deleted at the API, as fleet.list(3) would have left it
-    cloud = Client(token=token, api_endpoint=endpoint)
-    assert fleet.host(4) not in [server.name for server in cloud.servers.get_all()]
+    converge(fleet, "playbooks/provision.yml", extravars=declared(fleet, 2, provision_delete=True))
+    fleet.count = 3
+    assert fleet.host(4) not in [s.name for s in cloud(fleet).servers.get_all()]
+    assert run("podman", "container", "exists", fleet.host(4), check=False).returncode == 1  # the factory removed it
     assert fleet.host(4) not in registry(fleet)
     assert f"server {fleet.host(4)} " not in sh_out(fleet.host(1), "cat /etc/haproxy/haproxy.cfg")
-    # Stopped: inactive, or failed where wg-quick's stop outlasted its TimeoutStopSec (userspace
-    # WireGuard can hang on stop); either way its interface is gone.
-    states = sh_out(fleet.host(4), "systemctl is-active wg-quick@wg0 bitnet-server@tiny || true").split()
-    assert len(states) == 2 and set(states) <= {"inactive", "failed"}, states
-    assert sh(fleet.host(4), "ip link show wg0", check=False).returncode != 0
     for host in old:
         assert gone not in peers(host) and interface_identity(host) == identity[host], host
 

@@ -113,6 +113,8 @@ class CloudProject:
         self.firewalls: list[dict] = []
         self.placement_groups: list[dict] = []
         self.actions: dict[int, dict] = {}
+        # Ids of the servers created through the API (the others were given to the project).
+        self.created: set[int] = set()
         self.lock = threading.RLock()
         self._ids = iter(range(200000, 10**9))
 
@@ -314,6 +316,7 @@ class CloudProject:
             server["public_net"]["firewalls"] = [{"id": f["id"], "status": "applied"} for f in firewalls]
             server["placement_group"] = group
             self.servers.append(server)
+            self.created.add(server["id"])
             for net in networks:
                 net["servers"].append(server["id"])
             for firewall in firewalls:

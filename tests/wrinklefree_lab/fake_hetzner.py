@@ -187,7 +187,8 @@ class FakeHetzner:
         self.faults[api].extend([fault] * times)
 
     def reload_fleet(self) -> None:
-        """Re-read `fleet_file` when it changed: {"cloud": [cloud_server kwargs], "robot": [robot_server kwargs]}."""
+        """Re-read `fleet_file` when it changed: {"cloud": [cloud_server kwargs], "robot": [robot_server kwargs]}.
+        The servers created through the Cloud API stay."""
         if not self.fleet_file:
             return
         with self._lock:
@@ -197,7 +198,8 @@ class FakeHetzner:
             with open(self.fleet_file, encoding="utf-8") as handle:
                 fleet = json.load(handle)
             # In place: the project's servers are this list.
-            self.cloud_servers[:] = [cloud_server(i, **spec) for i, spec in enumerate(fleet.get("cloud", []))]
+            self.cloud_servers[:] = [cloud_server(i, **spec) for i, spec in enumerate(fleet.get("cloud", []))] + [
+                s for s in self.cloud_servers if s["id"] in self.project.created]
             self.robot_servers = [robot_server(i, **spec) for i, spec in enumerate(fleet.get("robot", []))]
             self._fleet_mtime = mtime
 
@@ -526,10 +528,9 @@ def _running_pid(state: str) -> int | None:
 
 
 class HostFactory:
-    """The lab's host factory, for a lab brought up with lab_provision (bin/wf lab): each server
-    created through the Cloud API becomes a lab host, made by the playbook that STATE/factory.json
-    names (playbooks/lab/server.yml, with the lab's settings) at the first free address of the
-    lab's; a deleted server's host is removed the same way. Without factory.json a server is only
+    """The lab's host factory: each server created through the Cloud API (by provision.yml) becomes
+    a lab host, made by the playbook that STATE/factory.json names (playbooks/lab/server.yml, with
+    the lab's settings) at the first free address of the lab's; a deleted server's host is removed the same way. Without factory.json a server is only
     an entry in the API, as in the tests' fakes."""
 
     def __init__(self, state: str, fake: FakeHetzner):

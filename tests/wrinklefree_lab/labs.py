@@ -46,13 +46,6 @@ class Lab:
         self.count = count
         run("ansible-playbook", "-i", CONTROLLER, "playbooks/lab/up.yml", *self._extra, f"-elab_host_count={count}")
 
-    def list(self, count: int) -> None:
-        """List hosts 1..count in the fake Hetzner APIs, of hosts already up: the others leave the
-        list and keep running (up.yml's registration alone, no host touched)."""
-        self.count = count
-        run("ansible-playbook", "-i", CONTROLLER, "playbooks/lab/up.yml", *self._extra, f"-elab_host_count={count}",
-            "--tags", "lab_register")
-
     def down(self) -> None:
         run("ansible-playbook", "-i", CONTROLLER, "playbooks/lab/down.yml", *self._extra, check=False)
 
