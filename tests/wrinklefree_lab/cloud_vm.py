@@ -1,7 +1,8 @@
 """A fresh lab host playing a cloud VM for a rendered SkyPilot task, reached over SSH as SkyPilot
 reaches its VMs: the file mounts copied to their destinations, then the task's setup and run,
 each a bash script with the task's envs and secrets exported, in ~/sky_workdir (SkyPilot's
-layout for a task without workdir), the run detached (a transient systemd unit, sky-run) and logged to ~/sky_logs/run.log."""
+layout for a task without workdir), the run in a transient systemd unit (sky-run, or one per
+node of a job) logged to ~/sky_logs/UNIT.log."""
 
 from __future__ import annotations
 
@@ -52,20 +53,39 @@ class CloudVM:
             self.copy(src, remote)
 
     def copy(self, src, remote: str) -> None:
-        """A local file to `remote` (relative: under root's home) over the same connection."""
-        subprocess.run(["scp", "-q", *self._ssh, str(src), f"root@{self.address}:{remote}"], env=env(), check=True)
+        """A local file or directory to `remote` (relative: under root's home) over the same connection."""
+        subprocess.run(["scp", "-q", "-r", *self._ssh, str(src), f"root@{self.address}:{remote}"], env=env(), check=True)
 
     def setup(self, spec: dict, secrets: dict) -> subprocess.CompletedProcess:
         """The task's setup, to its end; the caller checks the return code and output."""
         return self.ssh("bash -s", self._script(spec, secrets, spec.get("setup") or "true"), check=False)
 
-    def start(self, spec: dict, secrets: dict) -> None:
-        """The task's run, detached (it serves until stopped); its output goes to ~/sky_logs/run.log."""
-        self.ssh("cat > ~/sky_run.sh", self._script(spec, secrets, spec["run"]))
-        # Detached from the SSH session as SkyPilot's job runner detaches it: a transient unit.
-        self.ssh('mkdir -p ~/sky_logs && systemd-run --quiet --unit=sky-run --collect -E HOME="$HOME" '
-                 '-p StandardOutput=append:"$HOME/sky_logs/run.log" -p StandardError=append:"$HOME/sky_logs/run.log" '
-                 'bash "$HOME/sky_run.sh"')
+    def start(self, spec: dict, secrets: dict, unit: str = "sky-run") -> None:
+        """The task's run, detached from the SSH session as SkyPilot's job runner detaches it: a
+        transient unit, its output in ~/sky_logs/UNIT.log, its exit status, once it ends, in
+        ~/sky_logs/UNIT.rc (a unit killed whole leaves none)."""
+        self.ssh(f"cat > ~/{unit}.sh", self._script(spec, secrets, spec["run"]))
+        self.ssh(f'mkdir -p ~/sky_logs && rm -f ~/sky_logs/{unit}.rc && systemd-run --quiet --unit={unit} --collect '
+                 f'-E HOME="$HOME" -p StandardOutput=append:"$HOME/sky_logs/{unit}.log" '
+                 f'-p StandardError=append:"$HOME/sky_logs/{unit}.log" '
+                 f"bash -c 'bash ~/{unit}.sh; echo $? > ~/sky_logs/{unit}.rc'")
+
+    def wait(self, unit: str, timeout: float = 600) -> tuple[int, str]:
+        """The exit status of a run started by start(), and its log's last lines, once it ended."""
+        deadline = time.time() + timeout
+        while (rc := self.ssh(f"cat ~/sky_logs/{unit}.rc", check=False)).returncode:
+            if time.time() > deadline or self.ssh(f"systemctl is-active --quiet {unit}", check=False).returncode:
+                rc = self.ssh(f"cat ~/sky_logs/{unit}.rc", check=False)  # it may have ended just now
+                break
+            time.sleep(0.5)
+        log = self.ssh(f"tail -n 60 ~/sky_logs/{unit}.log", check=False).stdout
+        return (int(rc.stdout) if rc.returncode == 0 else -1), log
+
+    def kill(self, *units: str) -> None:
+        """Every process of the runs' units at once, as a VM's end takes them (SIGKILL)."""
+        self.ssh(f"systemctl kill --signal=SIGKILL {' '.join(units)}")
+        while not self.ssh(f"systemctl is-active --quiet {' '.join(units)}", check=False).returncode:
+            time.sleep(0.2)
 
 
 def self_signed(directory, address: str):
@@ -112,7 +132,7 @@ def start_replica(vm: CloudVM, spec: dict, key: str, port: int = 8080) -> None:
             return
         except OSError:
             time.sleep(0.5)
-    raise AssertionError("the burst replica never answered /health:\n" + vm.ssh("cat ~/sky_logs/run.log", check=False).stdout)
+    raise AssertionError("the burst replica never answered /health:\n" + vm.ssh("cat ~/sky_logs/sky-run.log", check=False).stdout)
 
 
 def start_tls_endpoint(vm: CloudVM, cert: Path, key: Path, port: int, target: int) -> None:
