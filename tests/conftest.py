@@ -139,10 +139,10 @@ def fleet_check_run(fleet, fleet_second_run):
 
 @pytest.fixture(scope="session")
 def side_lab(lab_image, tmp_path_factory):
-    """The second 3-host lab, shared by three modules on one worker (xdist group "side"), so the
+    """The second 3-host lab, shared by four modules on one worker (xdist group "side"), so the
     suite converges it from bare hosts once: test_faults first (its faults need a first run from
-    bare hosts), then test_node_pool (pool_lab) on the hosts it leaves converged; its VM host
-    (which no play touches) is test_train_node's training node."""
+    bare hosts), then test_node_pool (pool_lab) on the hosts it leaves converged, then
+    test_publish_model; its VM host (which no play touches) is test_train_node's training node."""
     lab = Lab(tmp_path_factory.mktemp("side-inventory"), SIDE_PREFIX, "wrinklefree-side", "10.213.6.0/24", vms=1,
               shared_facts=True)
     yield from running(lab)

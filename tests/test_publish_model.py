@@ -1,5 +1,5 @@
-"""From a training run's last checkpoint to the fleet, on the side lab as test_node_pool leaves it
-(converged): playbooks/runbooks/publish-model.yml converts the checkpoint with BitNet's converter
+"""From a training run's last checkpoint to the fleet, on the side lab (converged again after
+test_node_pool): playbooks/runbooks/publish-model.yml converts the checkpoint with BitNet's converter
 (the fixture tree's, or with WF_BITNET_SRC the real generator's GGUF as bench/bitnet.py makes it),
 quantizes it with the fleet's own release on a base host, publishes it with its sha256 in the
 lab's model mirror and lists it; the rolling-upgrade runbook then takes it to every base host,
@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from wrinklefree_lab.dummy_model import dummy_model, model_config
-from wrinklefree_lab.helpers import ROOT, fact, http, output, playbook, sh
+from wrinklefree_lab.helpers import ROOT, fact, http, output, playbook
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("side")]
 
@@ -38,10 +38,10 @@ def source(tmp_path) -> dict:
 
 @pytest.fixture(scope="module")
 def served(side_lab):
-    """The side lab converged, as the modules before this one leave it (site.yml when run alone)."""
-    if any(sh(host, "test -f /etc/ansible/facts.d/bitnet.fact", check=False).returncode for host in side_lab.hosts()):
-        runner = playbook("playbooks/site.yml", side_lab)
-        assert runner.rc == 0, output(runner)[-4000:]
+    """The side lab converged, every host in the mesh and serving: test_node_pool leaves its
+    third host drained (remove-host), and alone this module starts from bare hosts."""
+    runner = playbook("playbooks/site.yml", side_lab)
+    assert runner.rc == 0, output(runner)[-4000:]
     return side_lab
 
 
