@@ -325,7 +325,8 @@ def test_service_ships_the_base_layers_releases_and_model(sdk, tmp_path):
     ({"train_stage": "1", "train_from": "1.9"}, "train_from must name a stage before stage 1 (none: it starts from the model)"),
     ({"train_wandb_api_key": ""}, "train_wandb_api_key is empty"),
     ({"train_max_restarts": -1}, "train_max_restarts must be 0 or more, got -1"),
-    ({"train_accelerator": "H1000"}, "accelerator 'H1000' is unknown to SkyPilot's catalogue (common GPUs: A10,"),
+    ({"train_accelerator": "H1000"}, 'train_accelerator must be an accelerator SkyPilot\'s catalogue knows (common GPUs: A10,'),
+    ({"train_accelerator": "H100:8"}, 'catalogues count too), got "H100:8"'),
     ({"train_state": "paused"}, "train_state must be one of: present, absent, got: paused"),
 ])
 def test_bad_training_input_fails_before_any_sdk_call(sdk, extravars, message):

@@ -68,6 +68,7 @@ def test_inventory_plugin_docs_render():
     ("module", "sky_job", "wait_for"),
     ("module", "sky_service", "blue_green"),
     ("module", "sky_service_info", "is_spot"),
+    ("module", "sky_accelerator_info", "show-gpus"),
     ("filter", "frontdoor_servers", "slots"),
     ("filter", "bitnet_server_args", "mlock"),
     ("filter", "fleet_status", "burst_price"),
