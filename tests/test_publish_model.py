@@ -3,7 +3,8 @@ test_node_pool): playbooks/runbooks/publish-model.yml converts the checkpoint wi
 (the fixture tree's, or with WF_BITNET_SRC the real generator's GGUF as bench/bitnet.py makes it),
 quantizes it with the fleet's own release on a base host, publishes it with its sha256 in the
 lab's model mirror and lists it; the rolling-upgrade runbook then takes it to every base host,
-where llama-server loads it (the role checks the published digest on download)."""
+where llama-server loads it (the role checks the published digest on download), and serve.yml
+to a burst replica, run on the side lab's VM host as SkyPilot would."""
 
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from wrinklefree_lab import cloud_vm
 from wrinklefree_lab.dummy_model import dummy_model, model_config
 from wrinklefree_lab.helpers import ROOT, fact, http, output, playbook
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("side")]
+
+KEY = "burst-key-published-0123456789"
 
 
 def source(tmp_path) -> dict:
@@ -68,3 +72,15 @@ def test_a_checkpoint_is_published_listed_and_served_by_the_fleet(served, tmp_pa
     assert upgrade.rc == 0, output(upgrade)[-4000:]
     for host in side_lab.hosts():
         assert http(host, fact(host)["bind"], "/health", port=8081) == {"status": "ok"}, host
+
+    # The burst layer with it: serve.yml's spec for the published model, run by the side lab's
+    # untouched VM host as SkyPilot would start a replica (the setup checks the digest).
+    spec = cloud_vm.burst_spec(side_lab.inventory, tmp_path, KEY, side_lab.vm_address(1), serve_model="published")
+    assert {k: spec["envs"][k] for k in ("MODEL_NAME", "MODEL_URL", "MODEL_SHA256")} == {
+        "MODEL_NAME": "published", "MODEL_URL": models[1]["url"], "MODEL_SHA256": digest}
+    vm = cloud_vm.CloudVM(side_lab.inventory, side_lab.vm_address(1))
+    try:
+        cloud_vm.start_replica(vm, spec, KEY)
+        assert "/models/published.gguf " in vm.ssh("pgrep -a llama-server").stdout
+    finally:
+        vm.kill("sky-run")

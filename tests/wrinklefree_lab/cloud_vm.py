@@ -104,14 +104,15 @@ def self_signed(directory, address: str):
                                                           serialization.NoEncryption()))
 
 
-def burst_spec(inventory, tmp: Path, key: str, endpoint: str) -> dict:
+def burst_spec(inventory, tmp: Path, key: str, endpoint: str, **extravars) -> dict:
     """serve.yml on a lab's inventory with the recording SDK fake as SkyPilot client: the spec
     `serve up` would send, from the base hosts' real releases and model (TLS files in tmp, made
-    for the service's endpoint address)."""
+    for the service's endpoint address); `extravars` are serve.yml's further inputs."""
     self_signed(tmp, endpoint)
     runner = playbook("playbooks/serve.yml", inventory,
                       extravars={"sky_client": "localhost", "serve_release_dir": str(tmp / "client"),
-                                 "serve_tls_certfile": str(tmp / "cert.pem"), "serve_tls_keyfile": str(tmp / "key.pem")},
+                                 "serve_tls_certfile": str(tmp / "cert.pem"), "serve_tls_keyfile": str(tmp / "key.pem"),
+                                 **extravars},
                       envvars=env(WF_SKY_SDK="wrinklefree_lab.fake_sky", PYTHONPATH=str(ROOT / "tests"), HOME=str(tmp),
                                   FAKE_SKY_STATE=str(tmp / "sky.json"), BITNET_API_KEY=key))
     assert runner.rc == 0, output(runner)[-4000:]
