@@ -118,6 +118,10 @@ CASES = {
         {"frontdoor_burst": True, "frontdoor_burst_endpoint": "https://burst.example:30001"},
         "frontdoor_burst_api_key is empty: the burst replicas ask every request for their key",
     ),
+    "frontdoor-allow-from": (
+        {"frontdoor_allow_from": ["10.0.0.0/8", "10.0.0.0/33", "office"]},
+        "frontdoor_allow_from must be addresses or networks, not: ['10.0.0.0/33', 'office']",
+    ),
     "frontdoor-burst-without-endpoint": (
         {"frontdoor_burst": True, "frontdoor_burst_api_key": "k" * 20},
         'frontdoor_burst_endpoint must be https://HOST:PORT, or http://ADDRESS:PORT on a private address, got ""',
@@ -152,10 +156,34 @@ def test_bad_value_fails_before_any_host_change(closed_host, name):
     assert message in " ".join(text.split()), text[-3000:]
 
 
-def test_good_values_reach_the_host(closed_host):
+@pytest.mark.parametrize("extravars", [{}, {"frontdoor_allow_from": ["10.0.0.0/8", "192.0.2.7", "fd00::/8"]}],
+                         ids=["defaults", "lists"])
+def test_good_values_reach_the_host(closed_host, extravars):
     """The control case: valid input passes validation and only then meets the closed port."""
-    runner = playbook("playbooks/site.yml", closed_host, extravars={"base_admin_ssh_public_keys": [GOOD_KEY]})
+    runner = playbook("playbooks/site.yml", closed_host, extravars={"base_admin_ssh_public_keys": [GOOD_KEY], **extravars})
     assert runner.stats["dark"] == dict.fromkeys(CLOSED, 1), output(runner)[-3000:]
+
+
+@pytest.mark.parametrize(("key_from", "message"), [
+    (["10.0.0.5", "10.1.0.0/16"], None),
+    (["10.0.0.5", "controller.example"], 'skypilot_node_pool_key_from must list the addresses or CIDRs the controller connects from'),
+    ([], "(required with skypilot_node_pool_via=ansible_host)"),
+])
+def test_node_pool_key_from_is_checked_before_any_host_change(closed_host, tmp_path, key_from, message):
+    """The SkyPilot controller host's pool key sources, with pool hosts reached at ansible_host:
+    addresses and CIDRs pass preflight (which contacts no host), anything else stops it."""
+    inventory = yaml.safe_load(closed_host.read_text())
+    inventory["all"]["children"]["sky_controller"] = {"hosts": {"closed-a": None}}
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    runner = playbook("playbooks/preflight.yml", tmp_path / "hosts.yml",
+                      extravars={"base_admin_ssh_public_keys": [GOOD_KEY], "base_ssh_tcp_forwarding_users": ["skypilot"],
+                                 "skypilot_node_pool_via": "ansible_host", "skypilot_node_pool_key_from": key_from})
+    text = " ".join(output(runner).split())
+    if message is None:
+        assert runner.rc == 0, text[-3000:]
+    else:
+        assert runner.stats["failures"] == {"closed-a": 1} and runner.stats["dark"] == {}, text[-3000:]
+        assert message in text, text[-3000:]
 
 
 def test_one_hosts_bad_input_stops_every_host(closed_host, tmp_path):
