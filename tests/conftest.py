@@ -154,6 +154,19 @@ def fault_lab(side_lab):
     return side_lab
 
 
+@pytest.fixture(scope="session")
+def pool_vars(tmp_path_factory) -> dict:
+    """The node pool's inputs on the side lab, for every site.yml run there once pool_lab made a
+    controller: the pool user may forward (base), no `sky ssh up` (it installs k3s from the
+    internet), SkyPilot from the wheels of the role's lock for the lab's Python 3.11, fetched on
+    this machine (lab hosts have no PyPI)."""
+    wheelhouse = tmp_path_factory.mktemp("wheelhouse")
+    run(".venv/bin/pip", "download", "-q", "-d", wheelhouse, "--only-binary=:all:", "--python-version", "3.11",
+        "--require-hashes", "-r", ROOT / "roles" / "skypilot_node_pool" / "files" / "skypilot-0.14.1.txt")
+    return {"base_ssh_tcp_forwarding_users": ["skypilot"], "skypilot_node_pool_deploy": False,
+            "skypilot_node_pool_wheelhouse": str(wheelhouse)}
+
+
 @pytest.fixture(scope="module")
 def pool_lab(side_lab):
     """The side lab with its first host as the SkyPilot controller and all three the node pool."""

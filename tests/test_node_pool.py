@@ -21,20 +21,6 @@ LOCK = ROOT / "roles" / "skypilot_node_pool" / "files" / "skypilot-0.14.1.txt"
 
 
 
-@pytest.fixture(scope="module")
-def wheelhouse(tmp_path_factory):
-    """The wheels of the role's SkyPilot lock for the lab's Python 3.11, fetched on this machine."""
-    path = tmp_path_factory.mktemp("wheelhouse")
-    run(".venv/bin/pip", "download", "-q", "-d", path, "--only-binary=:all:", "--python-version", "3.11",
-        "--require-hashes", "-r", LOCK)
-    return path
-
-
-@pytest.fixture(scope="module")
-def pool_vars(wheelhouse):
-    return {"base_ssh_tcp_forwarding_users": ["skypilot"], "skypilot_node_pool_deploy": False,
-            "skypilot_node_pool_wheelhouse": str(wheelhouse)}
-
 
 @pytest.fixture(scope="module")
 def converged(pool_lab, pool_vars):

@@ -41,10 +41,11 @@ def source(tmp_path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def served(side_lab):
+def served(side_lab, pool_vars):
     """The side lab converged, every host in the mesh and serving: test_node_pool leaves its
-    third host drained (remove-host), and alone this module starts from bare hosts."""
-    runner = playbook("playbooks/site.yml", side_lab)
+    third host drained (remove-host) and a SkyPilot controller (so the pool's inputs), and alone
+    this module starts from bare hosts."""
+    runner = playbook("playbooks/site.yml", side_lab, extravars=pool_vars, cmdline="--skip-tags serve,train")
     assert runner.rc == 0, output(runner)[-4000:]
     return side_lab
 

@@ -105,8 +105,8 @@ def fleet_status(hosts, prices, pool=None, frontdoor=None, burst=None, burst_pri
         float(f"{(1 - split['burst_share']) * totals['cost_per_1m'] + split['burst_share'] * burst_cost:.4g}"))
     replicas = [{k: r.get(k) for k in ("replica_id", "infra", "is_spot", "status")} for r in (burst or {}).get("replicas") or []]
     return {"hosts": rows, "totals": totals, "healthy": not problems, "problems": problems,
-            "split": split, "burst": None if burst is None else {"status": burst.get("status"), "endpoint": burst.get("endpoint"),
-                                                                   "replicas": replicas},
+            "split": split,
+            "burst": None if burst is None else {"status": burst.get("status"), "endpoint": burst.get("endpoint"), "replicas": replicas},
             "table": _table(rows, totals) + _split_table(split, burst, replicas, totals)}
 
 

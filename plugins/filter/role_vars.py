@@ -5,8 +5,6 @@ from __future__ import annotations
 import difflib
 
 
-
-
 def unknown_role_vars(names, prefix, known):
     """Return one message per name that starts with ``prefix`` but is not in ``known``.
 

@@ -10,12 +10,12 @@ from ansible.errors import AnsibleFilterError
 def _registered(entry):
     """The address of a registry entry, which is a mapping with `address` or a bare address."""
     address = entry.get("address") if isinstance(entry, dict) else entry
-    return str(address).split("/")[0] if address else None
+    return str(address).split("/", maxsplit=1)[0] if address else None
 
 
 def _parse(value, what):
     try:
-        return ipaddress.ip_address(str(value).split("/")[0])
+        return ipaddress.ip_address(str(value).split("/", maxsplit=1)[0])
     except ValueError:
         raise AnsibleFilterError(f"{what}: {value!r} is not an IP address") from None
 
@@ -41,7 +41,7 @@ def wireguard_addresses(members, plan, network, registry=None, pinned=None, rese
         ranges = [(r["name"], ipaddress.ip_network(r["cidr"]), r.get("group")) for r in plan]
     except (KeyError, TypeError, ValueError) as exc:
         raise AnsibleFilterError(f"wireguard address plan: {exc}") from None
-    for name, cidr, _ in ranges:
+    for name, cidr, _group in ranges:
         if not cidr.subnet_of(net):
             raise AnsibleFilterError(f"wireguard_address_plan range {name} ({cidr}) is outside wireguard_network {net}")
 
@@ -94,7 +94,7 @@ def wireguard_addresses(members, plan, network, registry=None, pinned=None, rese
         if free is None:
             raise AnsibleFilterError(
                 f"wireguard: range {range_name} ({cidr}) has no free address for {host}: "
-                f"{sum(1 for _ in cidr.hosts())} addresses, all taken; widen it in wireguard_address_plan")
+                f"{sum(1 for _address in cidr.hosts())} addresses, all taken; widen it in wireguard_address_plan")
         take(free, host)
         assigned[host] = str(free)
     return assigned

@@ -148,7 +148,8 @@ options:
     default: 120
 notes:
   - A relative O(cache_connection) is resolved against the inventory file's directory.
-  - The cache is keyed on the inventory file, on every option that changes the API queries, and on the account (a salted hash of the credentials, never the credentials), so a staging token never reads a production cache.
+  - The cache is keyed on the inventory file, on every option that changes the API queries, and on the account
+    (a salted hash of the credentials, never the credentials), so a staging token never reads a production cache.
 """
 
 EXAMPLES = r"""
@@ -428,7 +429,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if not self.get_option("cloud"):
             return []
         api = self._api("Hetzner Cloud API", "cloud_endpoint", "Bearer " + self._secret("cloud_token", "cloud"),
-                   "cloud_token / HCLOUD_TOKEN")
+                        "cloud_token / HCLOUD_TOKEN")
         query = {"per_page": PER_PAGE}
         if self.get_option("cloud_label_selector"):
             query["label_selector"] = self.get_option("cloud_label_selector")
@@ -461,7 +462,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             return []
         credentials = f"{self._secret('robot_user', 'robot')}:{self._secret('robot_password', 'robot')}"
         api = self._api("Hetzner Robot API", "robot_endpoint", "Basic " + base64.b64encode(credentials.encode()).decode(),
-                   "robot_user and robot_password / HROBOT_API_USER and HROBOT_API_PASSWORD")
+                        "robot_user and robot_password / HROBOT_API_USER and HROBOT_API_PASSWORD")
         # Robot answers 404 SERVER_NOT_FOUND for an account without dedicated servers.
         reply = api.get("/server", missing_ok_code="SERVER_NOT_FOUND") or []
         try:

@@ -29,6 +29,12 @@ def import_sky(module):
                              "or point ansible_python_interpreter at a Python that has it.")
 
 
+def spec_text(spec):
+    """A spec as YAML, for a diff. PyYAML is a dependency of SkyPilot, so it is there wherever
+    import_sky() succeeded; imported here, not at the top, as nothing else needs it."""
+    return importlib.import_module("yaml").safe_dump(spec, sort_keys=True)
+
+
 def field(record, name):
     """A field of an SDK record, which is a dict or a pydantic model; enums as their value."""
     value = record.get(name) if isinstance(record, dict) else getattr(record, name, None)

@@ -25,7 +25,8 @@ requirements:
 attributes:
   check_mode:
     support: full
-author: WrinkleFree-Deployer
+    description: It reads only; check mode runs it the same way.
+author: WrinkleFree-Deployer maintainers (@wrinklefree)
 """
 
 EXAMPLES = r"""

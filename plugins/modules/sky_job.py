@@ -54,11 +54,13 @@ options:
 attributes:
   check_mode:
     support: full
+    description: The spec is validated and the queue read; no job is launched or cancelled.
   diff_mode:
     support: full
+    description: A launch shows the task as YAML.
 requirements:
   - skypilot (0.14) in the Python that runs the module
-author: WrinkleFree-Deployer
+author: WrinkleFree-Deployer maintainers (@wrinklefree)
 """
 
 EXAMPLES = r"""
@@ -93,9 +95,9 @@ launched:
 
 import time
 
-import yaml
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.wrinklefree.deployer.plugins.module_utils.sky_sdk import TERMINAL_JOB_STATUSES, call, check_request, field, import_sky, load_task
+from ansible_collections.wrinklefree.deployer.plugins.module_utils.sky_sdk import (TERMINAL_JOB_STATUSES, call, check_request, field, import_sky,
+                                                                                   load_task, spec_text)
 
 
 def active_jobs(module, sky, name):
@@ -147,11 +149,10 @@ def main():
             job_ids = [field(r, "job_id") for r in active]
             status = wait(module, sky, job_ids) if module.params["wait"] and not module.check_mode else field(active[0], "status")
             module.exit_json(changed=False, launched=False, job_ids=job_ids, status=status)
-        diff = {"before": "", "after": yaml.safe_dump(module.params["task"], sort_keys=True)}
+        diff = {"before": "", "after": spec_text(module.params["task"])}
         if module.check_mode:
             module.exit_json(changed=True, launched=False, job_ids=[], status=None, diff=diff)
-        job_ids, _ = call(module, sky, "jobs launch", sky.jobs.launch, task, name=name)
-        job_ids = list(job_ids or [])
+        job_ids = list(call(module, sky, "jobs launch", sky.jobs.launch, task, name=name)[0] or [])
         status = wait(module, sky, job_ids) if module.params["wait"] else "PENDING"
         module.exit_json(changed=True, launched=True, job_ids=job_ids, status=status, diff=diff)
 

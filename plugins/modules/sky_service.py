@@ -50,11 +50,13 @@ options:
 attributes:
   check_mode:
     support: full
+    description: The spec is validated and the service read; no service is started, updated or taken down.
   diff_mode:
     support: full
+    description: The service's spec before and after, as YAML.
 requirements:
   - skypilot (0.14) in the Python that runs the module
-author: WrinkleFree-Deployer
+author: WrinkleFree-Deployer maintainers (@wrinklefree)
 """
 
 EXAMPLES = r"""
@@ -99,9 +101,8 @@ import hashlib
 import json
 import os
 
-import yaml
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.wrinklefree.deployer.plugins.module_utils.sky_sdk import call, check_request, import_sky, load_task, report, service
+from ansible_collections.wrinklefree.deployer.plugins.module_utils.sky_sdk import call, check_request, import_sky, load_task, report, service, spec_text
 
 
 def fingerprint(spec, secrets):
@@ -148,8 +149,8 @@ def main():
     if current is not None and applied.get("fingerprint") == wanted:
         module.exit_json(changed=False, action="none", **report(current))
     action = "up" if current is None else "update"
-    diff = {"before": yaml.safe_dump(applied.get("spec"), sort_keys=True) if current is not None and applied else "",
-            "after": yaml.safe_dump(spec, sort_keys=True)}
+    diff = {"before": spec_text(applied.get("spec")) if current is not None and applied else "",
+            "after": spec_text(spec)}
     if module.check_mode:
         module.exit_json(changed=True, action=action, diff=diff, **report(current))
     if action == "up":

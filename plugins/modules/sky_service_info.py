@@ -21,10 +21,11 @@ requirements:
 attributes:
   check_mode:
     support: full
+    description: It reads only; check mode runs it the same way.
 notes:
   - The SDK is imported when the module runs, from the Python that runs it (the SkyPilot venv on the
     controller host).
-author: WrinkleFree-Deployer
+author: WrinkleFree-Deployer maintainers (@wrinklefree)
 """
 
 EXAMPLES = r"""

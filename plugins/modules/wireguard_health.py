@@ -41,9 +41,11 @@ options:
 attributes:
   check_mode:
     support: full
+    description: It reads only; check mode runs it the same way.
   diff_mode:
     support: none
-author: WrinkleFree-Deployer
+    description: It changes nothing, so there is nothing to show.
+author: WrinkleFree-Deployer maintainers (@wrinklefree)
 """
 
 EXAMPLES = r"""
@@ -118,10 +120,10 @@ def parse_dump(text, names, max_age, now):
     lines = [line.split("\t") for line in text.splitlines() if line.strip()]
     if not lines or len(lines[0]) < 4:
         raise ValueError("unexpected output of wg show dump")
-    _, public_key, listen_port = lines[0][:3]
+    public_key, listen_port = lines[0][1:3]
     peers = []
     for fields in lines[1:]:
-        key, _, endpoint, allowed, handshake, rx, tx = fields[:7]
+        key, endpoint, allowed, handshake, rx, tx = fields[0], *fields[2:7]
         handshake = int(handshake)
         age = int(now - handshake) if handshake else None
         peers.append({

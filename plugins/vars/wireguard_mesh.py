@@ -13,7 +13,7 @@ description:
     hosts gone from the inventory included).
   - This is the only reader of the registry besides the role that writes it. Playbooks hand these
     variables to roles as their declared inputs (for example C(bitnet_mesh_address)), and the
-    hetzner_fleet inventory's O(connect_via=wireguard) is a reference to C(mesh_address).
+    hetzner_fleet inventory's O(wrinklefree.deployer.hetzner_fleet#inventory:connect_via=wireguard) is a reference to C(mesh_address).
   - The file is read again whenever it changes, so a host that joins the mesh in a run has its
     address in the plays that follow. A missing file means no mesh yet (no variables).
   - Enable it in C(ansible.cfg) (C(vars_plugins_enabled = host_group_vars, wrinklefree.deployer.wireguard_mesh)).
@@ -99,7 +99,7 @@ class VarsModule(BaseVarsPlugin):
         for host, entry in raw.items():
             if not isinstance(entry, dict):
                 entry = {"address": entry}  # the old format: host name to an address
-            address = str(entry.get("address") or "").split("/")[0]
+            address = str(entry.get("address") or "").split("/", maxsplit=1)[0]
             if not address:
                 raise AnsibleParserError(f"wireguard_mesh: {path}: {host} has no address")
             registry[str(host)] = {field: address if field == "address" else entry[field]
