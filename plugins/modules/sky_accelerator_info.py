@@ -20,12 +20,9 @@ options:
     elements: str
     required: true
 version_added: "0.1.0"
-requirements:
-  - skypilot (0.14) in the Python that runs the module
-attributes:
-  check_mode:
-    support: full
-    description: It reads only; check mode runs it the same way.
+extends_documentation_fragment:
+  - wrinklefree.deployer.sky
+  - wrinklefree.deployer.sky.read_only
 author: WrinkleFree-Deployer maintainers (@wrinklefree)
 """
 

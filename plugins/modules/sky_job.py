@@ -58,8 +58,8 @@ attributes:
   diff_mode:
     support: full
     description: A launch shows the task as YAML.
-requirements:
-  - skypilot (0.14) in the Python that runs the module
+extends_documentation_fragment:
+  - wrinklefree.deployer.sky
 author: WrinkleFree-Deployer maintainers (@wrinklefree)
 """
 

@@ -54,8 +54,8 @@ attributes:
   diff_mode:
     support: full
     description: The service's spec before and after, as YAML.
-requirements:
-  - skypilot (0.14) in the Python that runs the module
+extends_documentation_fragment:
+  - wrinklefree.deployer.sky
 author: WrinkleFree-Deployer maintainers (@wrinklefree)
 """
 

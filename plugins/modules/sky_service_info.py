@@ -16,15 +16,9 @@ options:
     required: true
     type: str
 version_added: "0.1.0"
-requirements:
-  - skypilot (0.14) in the Python that runs the module
-attributes:
-  check_mode:
-    support: full
-    description: It reads only; check mode runs it the same way.
-notes:
-  - The SDK is imported when the module runs, from the Python that runs it (the SkyPilot venv on the
-    controller host).
+extends_documentation_fragment:
+  - wrinklefree.deployer.sky
+  - wrinklefree.deployer.sky.read_only
 author: WrinkleFree-Deployer maintainers (@wrinklefree)
 """
 
