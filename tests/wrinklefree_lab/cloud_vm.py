@@ -113,7 +113,10 @@ def burst_spec(inventory, tmp: Path, key: str, endpoint: str, **extravars) -> di
                       extravars={"sky_client": "localhost", "serve_release_dir": str(tmp / "client"),
                                  "serve_tls_certfile": str(tmp / "cert.pem"), "serve_tls_keyfile": str(tmp / "key.pem"),
                                  **extravars},
+                      # HOME for the SDK's state only: SSH's control sockets stay where every other run keeps
+                      # them, as a socket path must fit in 108 bytes (a test's tmp_path under xdist does not).
                       envvars=env(WF_SKY_SDK="wrinklefree_lab.fake_sky", PYTHONPATH=str(ROOT / "tests"), HOME=str(tmp),
+                                  ANSIBLE_SSH_CONTROL_PATH_DIR=str(Path.home() / ".ansible" / "cp"),
                                   FAKE_SKY_STATE=str(tmp / "sky.json"), BITNET_API_KEY=key))
     assert runner.rc == 0, output(runner)[-4000:]
     assert key not in output(runner)
