@@ -19,7 +19,7 @@ import yaml
 
 from wrinklefree_lab import cloud_vm
 from wrinklefree_lab.dummy_model import dummy_model, model_config
-from wrinklefree_lab.helpers import ROOT, fact, http, output, playbook
+from wrinklefree_lab.helpers import ROOT, converge, fact, http, output, playbook
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("side")]
 
@@ -45,8 +45,7 @@ def served(side_lab, pool_vars):
     """The side lab converged, every host in the mesh and serving: test_node_pool leaves its
     third host drained (remove-host) and a SkyPilot controller (so the pool's inputs), and alone
     this module starts from bare hosts."""
-    runner = playbook("playbooks/site.yml", side_lab, extravars=pool_vars, cmdline="--skip-tags serve,train")
-    assert runner.rc == 0, output(runner)[-4000:]
+    converge(side_lab, extravars=pool_vars, cmdline="--skip-tags serve,train")
     return side_lab
 
 
@@ -61,16 +60,14 @@ def test_a_checkpoint_is_published_listed_and_served_by_the_fleet(served, tmp_pa
     assert refused.rc != 0 and "publish_port must be 1024-65535 and no other model's (8080), got 8080" in output(refused)
     assert not (mirror / "published.gguf").exists() and not models_file.exists()
 
-    runner = playbook("playbooks/runbooks/publish-model.yml", side_lab, extravars=request)
-    assert runner.rc == 0, output(runner)[-4000:]
+    converge(side_lab, "playbooks/runbooks/publish-model.yml", extravars=request)
     digest = hashlib.sha256((mirror / "published.gguf").read_bytes()).hexdigest()
     assert (mirror / "published.gguf.sha256").read_text() == f"{digest}  published.gguf\n"
     models = yaml.safe_load(models_file.read_text())["bitnet_models"]
     assert [m["name"] for m in models] == ["tiny", "published"]
     assert models[1] == {"name": "published", "url": "file:///srv/mirror/models/published.gguf", "sha256": digest, "port": 8081}
 
-    upgrade = playbook("playbooks/runbooks/bitnet-upgrade.yml", side_lab, extravars={"upgrade_models": models})
-    assert upgrade.rc == 0, output(upgrade)[-4000:]
+    converge(side_lab, "playbooks/runbooks/bitnet-upgrade.yml", extravars={"upgrade_models": models})
     for host in side_lab.hosts():
         assert http(host, fact(host)["bind"], "/health", port=8081) == {"status": "ok"}, host
 

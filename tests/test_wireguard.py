@@ -12,7 +12,7 @@ import yaml
 
 from hcloud import Client
 
-from wrinklefree_lab.helpers import FLEET_PROJECT, changed_hosts, output, playbook, run, sh_out
+from wrinklefree_lab.helpers import FLEET_PROJECT, changed_hosts, converge, output, playbook, run, sh_out
 
 # The fleet is one lab: its modules run on one pytest-xdist worker, in file order.
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
@@ -46,12 +46,6 @@ def ping(host: str, address: str) -> None:
 def model_server(host: str) -> str:
     """The PID of the host's llama-server: it changes when the server restarts."""
     return sh_out(host, "systemctl show -p MainPID --value bitnet-server@tiny").strip()
-
-
-def converge(lab, path="playbooks/site.yml", **kwargs):
-    runner = playbook(path, lab, **kwargs)
-    assert runner.rc == 0, output(runner)[-6000:]
-    return runner
 
 
 def assert_full_mesh(lab, hosts: list[str]) -> None:

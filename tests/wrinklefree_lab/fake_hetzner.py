@@ -530,8 +530,8 @@ def _running_pid(state: str) -> int | None:
 class HostFactory:
     """The lab's host factory: each server created through the Cloud API (by provision.yml) becomes
     a lab host, made by the playbook that STATE/factory.json names (playbooks/lab/server.yml, with
-    the lab's settings) at the first free address of the lab's; a deleted server's host is removed the same way. Without factory.json a server is only
-    an entry in the API, as in the tests' fakes."""
+    the lab's settings) at the first free address of the lab's; a deleted server's host is removed
+    the same way. Without factory.json a server is only an entry in the API, as in the tests' fakes."""
 
     def __init__(self, state: str, fake: FakeHetzner):
         self.state, self.fake = state, fake
