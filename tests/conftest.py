@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
-from wrinklefree_lab.helpers import FLEET_PREFIX, FLEET_PROJECT, ROOT, SIDE_PREFIX, env, output, playbook, run
+from wrinklefree_lab.helpers import FLEET_PREFIX, FLEET_PROJECT, ROOT, SIDE_PREFIX, download_wheels, env, output, playbook, run
 from wrinklefree_lab.labs import CONTROLLER, LIFECYCLE, Lab, phase, running
 
 def _lab_of_module() -> dict[str, str]:
@@ -161,8 +161,8 @@ def pool_vars(tmp_path_factory) -> dict:
     internet), SkyPilot from the wheels of the role's lock for the lab's Python 3.11, fetched on
     this machine (lab hosts have no PyPI)."""
     wheelhouse = tmp_path_factory.mktemp("wheelhouse")
-    run(".venv/bin/pip", "download", "-q", "-d", wheelhouse, "--only-binary=:all:", "--python-version", "3.11",
-        "--require-hashes", "-r", ROOT / "roles" / "skypilot_node_pool" / "files" / "skypilot-0.14.1.txt")
+    download_wheels(wheelhouse, "--python-version", "3.11", "--require-hashes",
+                    "-r", ROOT / "roles" / "skypilot_node_pool" / "files" / "skypilot-0.14.1.txt")
     return {"base_ssh_tcp_forwarding_users": ["skypilot"], "skypilot_node_pool_deploy": False,
             "skypilot_node_pool_wheelhouse": str(wheelhouse)}
 

@@ -15,7 +15,7 @@ import ansible_test
 import pytest
 import yaml
 
-from wrinklefree_lab.helpers import ROOT, env, run
+from wrinklefree_lab.helpers import ROOT, download_wheels, env, run
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMr0nJ2wX3m1o8m3x0u5l2b1Gm2eYx0aQkS3c1v0xw8W test"
 
@@ -70,9 +70,9 @@ def test_the_built_collection_passes_ansible_test_sanity(tarball, tmp_path):
     pip = re.search(r"pip='([0-9.]+)'", (data / "_internal" / "python_requirements.py").read_text())
     assert pip, "ansible-test's pinned pip version not found"
     wheels = tmp_path / "wheels"
-    run(sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", wheels, f"pip=={pip[1]}")
+    download_wheels(wheels, f"pip=={pip[1]}")
     for requirements in sorted((data / "_data" / "requirements").glob("sanity.*.txt")):
-        run(sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", wheels, "-r", requirements)
+        download_wheels(wheels, "-r", requirements)
     home = tmp_path / "home"
     (home / ".config" / "pip").mkdir(parents=True)
     (home / ".config" / "pip" / "pip.conf").write_text(f"[global]\nno-index = true\nfind-links = {wheels}\n")

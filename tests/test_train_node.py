@@ -18,7 +18,7 @@ import tomllib
 import pytest
 
 from wrinklefree_lab.cloud_vm import CloudVM
-from wrinklefree_lab.helpers import ROOT, render, run
+from wrinklefree_lab.helpers import ROOT, download_wheels, render, run
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("side")]
 
@@ -47,7 +47,7 @@ def node(side_lab, tmp_path_factory) -> CloudVM:
     wheels, source = tmp_path_factory.mktemp("node-wheels"), tmp_path_factory.mktemp("trainer") / "trainer"
     extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["train-node"]
     constraints = TRAINER / "node-constraints.txt"
-    run(".venv/bin/pip", "download", "-q", "-d", wheels, "--only-binary=:all:", "-c", constraints, "pip", *extra)
+    download_wheels(wheels, "-c", constraints, "pip", *extra)
     shutil.copytree(TRAINER, source)  # pip builds in the source tree: not in the repository's
     run(".venv/bin/pip", "wheel", "-q", "--no-deps", "-w", wheels, source)
     shutil.copy(constraints, wheels / "constraints.txt")

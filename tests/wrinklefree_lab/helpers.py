@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -153,6 +154,12 @@ def converge(lab, path: str = "playbooks/site.yml", **kwargs) -> ansible_runner.
     runner = playbook(path, lab, **kwargs)
     assert runner.rc == 0, output(runner)[-6000:]
     return runner
+
+
+def download_wheels(dest: Path, *args: str | os.PathLike) -> None:
+    """Wheels only (no sdist to build) into `dest`, with this suite's pip: for hosts and venvs
+    that have no PyPI. `args` are pip download's (requirements, constraints, --python-version)."""
+    run(sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "-d", dest, *args)
 
 
 def render(tmp_path: Path, template: str, cases: list[dict]) -> list[dict]:
