@@ -82,14 +82,15 @@ def main() -> None:
     # Direct, a client sends the base servers' key itself (the front door adds it for its clients).
     base_key = (INVENTORY / ".state" / "bitnet-api-key").read_text().strip()
     direct = on_edge(edge, fact["bind"], str(model["port"]), "1", str(args.seconds), "16", base_key)
-    through = on_edge(edge, address, "8000", "1", str(args.seconds))
+    client_key = (INVENTORY / ".state" / "frontdoor-api-key").read_text().strip()
+    through = on_edge(edge, address, "8000", "1", str(args.seconds), "16", client_key)
     print(line("one client, one server direct", direct))
     print(line("one client, through the front door", through, direct))
 
     load = str(2 * slots * hosts)
-    base_only = on_edge(edge, address, "8000", load, str(args.seconds))
+    base_only = on_edge(edge, address, "8000", load, str(args.seconds), "16", client_key)
     frontdoor(frontdoor_burst=True, frontdoor_burst_endpoint=f"http://{vm.address}:8080", frontdoor_burst_api_key=KEY)
-    spill = on_edge(edge, address, "8000", load, str(args.seconds))
+    spill = on_edge(edge, address, "8000", load, str(args.seconds), "16", client_key)
     frontdoor(frontdoor_burst=False)
     print(line(f"2x load ({load} clients), base only", base_only))
     print(line(f"2x load ({load} clients), spillover", spill, base_only))

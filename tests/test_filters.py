@@ -262,9 +262,10 @@ def test_fleet_status_without_pool_or_rates():
 
 
 def test_server_args_take_the_models_own_values_first():
-    assert bitnet_server_args({"name": "m"}, 4096, 4, True, ["--metrics"]) == ["-c", "4096", "-np", "4", "--mlock", "--metrics"]
+    assert bitnet_server_args({"name": "m"}, 4096, 4, True, ["--metrics"]) == [
+        "--alias", "m", "-c", "4096", "-np", "4", "--mlock", "--metrics"]
     assert bitnet_server_args({"name": "m", "ctx_size": 512, "parallel": 8, "extra_args": ["--x"]}, 4096, 4, False, []) == [
-        "-c", "512", "-np", "8", "--x"]
+        "--alias", "m", "-c", "512", "-np", "8", "--x"]
 
 
 def test_front_door_servers_from_facts():

@@ -1,6 +1,6 @@
 """Secret hygiene: site.yml's first run (conftest.fleet_first_run, which makes and hands out every
 secret) and the runbooks at -vvv, with a log file on, leave no WireGuard
-private key, Hetzner API token, Robot password, model servers' API key or SSH private key in
+private key, Hetzner API token, Robot password, model servers' or front door's API key or SSH private key in
 their output, the log, the fact cache or the inventory; a failing run leaves no retry file
 (ansible.cfg turns them off).
 (The W&B key through the training runbook: tests/test_sky.py.)"""
@@ -37,6 +37,7 @@ def test_no_secret_in_output_log_fact_cache_or_retry_files(fleet, fleet_first_ru
     secrets.update({name: (state / name).read_text().strip() for name in ("cloud-token", "robot-password")})
     secrets["lab SSH private key body"] = (fleet.inventory / ".state" / "id_ed25519").read_text().splitlines()[1]
     secrets["base servers' API key"] = (fleet.inventory / ".state" / "bitnet-api-key").read_text().strip()
+    secrets["front door's client key"] = (fleet.inventory / ".state" / "frontdoor-api-key").read_text().strip()
     assert all(len(value) >= 20 for value in secrets.values()), "a secret to look for is missing"
 
     places = {f"output of run {i}": text for i, text in enumerate(texts)}

@@ -133,7 +133,7 @@ def test_front_door_spills_only_the_excess(fleet, burst_vm, front_door):
     slots, split, tls_before = base_slots(fleet), {}, handshakes(burst_vm)
     for factor in (0.5, 1, 2):
         before = counters(fleet, burst_vm)
-        result = load(front_door, 8000, clients=max(1, int(slots * factor)), seconds=4, n_predict=N_PREDICT)
+        result = load(front_door, 8000, key=fleet.frontdoor_key, clients=max(1, int(slots * factor)), seconds=4, n_predict=N_PREDICT)
         after = counters(fleet, burst_vm)
         delta = {name: after[name] - before[name] for name in before}
         assert result.failed == 0, (factor, result.statuses)
@@ -157,7 +157,8 @@ def test_front_door_spills_only_the_excess(fleet, burst_vm, front_door):
 
 def test_a_base_server_stopped_under_load_costs_no_request(fleet, burst_vm, front_door):
     holder = {}
-    thread = threading.Thread(target=lambda: holder.update(result=load(front_door, 8000, clients=base_slots(fleet),
+    thread = threading.Thread(target=lambda: holder.update(result=load(front_door, 8000, key=fleet.frontdoor_key,
+                                                                        clients=base_slots(fleet),
                                                                         seconds=6, n_predict=N_PREDICT)))
     thread.start()
     time.sleep(2)
@@ -179,7 +180,7 @@ def test_threshold_change_reloads_hitlessly(fleet, burst_vm, burst_spec, front_d
     body = json.dumps({"prompt": "hitless", "n_predict": 4}).encode()
     conn = socket.create_connection((front_door, 8000), timeout=60)
     conn.sendall(b"POST /completion HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+                 b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n" % (fleet.frontdoor_key.encode(), len(body)) + body[:10])
     runner = playbook("playbooks/runbooks/burst.yml", fleet, extravars=burst_vars(burst_vm, burst_spec, frontdoor_threshold=2))
     assert runner.rc == 0, output(runner)[-4000:]
     conn.sendall(body[10:])
@@ -187,7 +188,7 @@ def test_threshold_change_reloads_hitlessly(fleet, burst_vm, burst_spec, front_d
     conn.close()
     assert answer.startswith("HTTP/1.1 200"), answer
     before = counters(fleet, burst_vm)
-    result = load(front_door, 8000, clients=4, seconds=3, n_predict=N_PREDICT)
+    result = load(front_door, 8000, key=fleet.frontdoor_key, clients=4, seconds=3, n_predict=N_PREDICT)
     after = counters(fleet, burst_vm)
     assert result.failed == 0 and after["burst"] - before["burst"] > 0
 
@@ -216,7 +217,7 @@ def test_front_door_sends_nothing_to_a_burst_endpoint_it_cannot_verify(fleet, bu
                       extravars=burst_vars(burst_vm, burst_spec, frontdoor_burst_ca_file=str(tmp_path / "cert.pem")))
     assert runner.rc == 0, output(runner)[-4000:]
     before, tls_before = counters(fleet, burst_vm), handshakes(burst_vm)
-    result = load(front_door, 8000, clients=2 * base_slots(fleet), seconds=3, n_predict=N_PREDICT)
+    result = load(front_door, 8000, key=fleet.frontdoor_key, clients=2 * base_slots(fleet), seconds=3, n_predict=N_PREDICT)
     after = counters(fleet, burst_vm)
     assert result.failed > 0 and set(result.statuses) <= {200, 503}, result.statuses
     assert after["burst"] == before["burst"] and handshakes(burst_vm) == tls_before
@@ -227,7 +228,7 @@ def test_front_door_limits_each_client_address(fleet, burst_vm, burst_spec, fron
     runner = playbook("playbooks/runbooks/burst.yml", fleet, extravars=burst_vars(burst_vm, burst_spec, frontdoor_rate_limit=5))
     assert runner.rc == 0, output(runner)[-4000:]
     before = counters(fleet, burst_vm)
-    result = load(front_door, 8000, clients=1, seconds=3, n_predict=N_PREDICT)
+    result = load(front_door, 8000, key=fleet.frontdoor_key, clients=1, seconds=3, n_predict=N_PREDICT)
     after = counters(fleet, burst_vm)
     assert result.statuses.count(200) == 5 and set(result.statuses) == {200, 429}, result.statuses
     assert (after["base"] + after["burst"]) - (before["base"] + before["burst"]) == 5

@@ -90,8 +90,10 @@ def bitnet_model_rates(models, bench_results, previous):
 def bitnet_server_args(model, ctx_size, parallel, mlock, extra_args):
     """A model's llama-server flags beyond model path, address, port and threads: the ones the
     base layer's units and the burst layer's replicas share (a model's own ``ctx_size``,
-    ``parallel`` and ``extra_args`` before the role's defaults)."""
-    args = ["-c", str(model.get("ctx_size", ctx_size)), "-np", str(model.get("parallel", parallel))]
+    ``parallel`` and ``extra_args`` before the role's defaults). ``--alias`` names the model as
+    the fleet does, so that every server, base or burst, answers clients (``/v1/models``, the
+    ``model`` of each completion) with that name rather than its own file path."""
+    args = ["--alias", str(model["name"]), "-c", str(model.get("ctx_size", ctx_size)), "-np", str(model.get("parallel", parallel))]
     return args + (["--mlock"] if mlock else []) + [str(a) for a in list(extra_args) + list(model.get("extra_args", []))]
 
 

@@ -61,6 +61,11 @@ class Lab:
     def vm_address(self, index: int) -> str:
         return str(self._subnet[100 + index])
 
+    @property
+    def frontdoor_key(self) -> str:
+        """The key the front door's clients send (frontdoor_api_keys in the lab's group_vars)."""
+        return (self.inventory / ".state" / "frontdoor-api-key").read_text().strip()
+
     def __fspath__(self) -> str:
         return str(self.inventory)
 

@@ -1,0 +1,50 @@
+"""What an application does with the fleet's endpoint, through the official `openai` package: the
+checks the stand-in's tests and the lab's front-door tests share."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import openai
+
+# The stand-in decodes a token per 10 ms at least (server.c's TOKEN_US).
+TOKEN_SECONDS = 0.01
+
+
+def client(base_url: str, key: str, **kwargs) -> openai.OpenAI:
+    """A client as an application makes one; no retries, so that a test sees every failure."""
+    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=60, **kwargs)
+
+
+@dataclass
+class Streamed:
+    """A streamed chat completion: the text, when each content chunk arrived (seconds from the
+    request), the finish reason and usage of the last chunk."""
+    text: str = ""
+    arrivals: list[float] = field(default_factory=list)
+    finish_reason: str | None = None
+    usage: object = None
+
+
+def stream_chat(api: openai.OpenAI, model: str, max_tokens: int, prompt: str = "Hello") -> Streamed:
+    result, start = Streamed(), time.monotonic()
+    for chunk in api.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}],
+                                             max_tokens=max_tokens, stream=True):
+        if chunk.choices and chunk.choices[0].delta.content:
+            result.arrivals.append(time.monotonic() - start)
+            result.text += chunk.choices[0].delta.content
+        if chunk.choices and chunk.choices[0].finish_reason:
+            result.finish_reason = chunk.choices[0].finish_reason
+        result.usage = chunk.usage or result.usage
+    return result
+
+
+def assert_streamed(result: Streamed, max_tokens: int) -> None:
+    """Every token came as a chunk of its own, the stream ended as the server ends it, and the
+    first chunk arrived while the rest were still being made, long before the last (the n - 1
+    tokens after it take (n - 1) token times to make; half of that is left for a busy machine's
+    scheduling, where a buffered answer would bring every chunk at once)."""
+    assert len(result.arrivals) == max_tokens and result.finish_reason == "length", result
+    assert result.usage.completion_tokens == max_tokens, result.usage
+    assert result.arrivals[-1] - result.arrivals[0] >= (max_tokens - 1) * TOKEN_SECONDS * 0.5, result.arrivals
