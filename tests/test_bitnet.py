@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from wrinklefree_lab.clients import check_api, client
 from wrinklefree_lab.helpers import (FLEET_HOSTS, ROOT, api_key, changed_hosts, converge, env, fact, http, output, playbook,
                                      run, sh)
 
@@ -260,3 +261,6 @@ def test_real_bitnet_builds_once_and_serves(fleet, fleet_first_run):
     if model:
         completion = http(HOSTS[1], fact(HOSTS[1])["bind"], "/completion", {"prompt": "The capital of France", "n_predict": 8})
         assert completion["content"]
+        # The client checks of test_clients.py, through the front door, on the real servers.
+        converge(fleet, "playbooks/frontdoor.yml", extravars={"frontdoor_model": "real", "frontdoor_exclude_hosts": [HOSTS[2]]})
+        check_api(client(f"http://{fleet.address(1)}:8000/v1", fleet.frontdoor_key), "real")

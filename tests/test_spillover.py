@@ -4,8 +4,6 @@ only what the base layer's slots cannot take, with counters from HAProxy and the
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import socket
 import threading
@@ -15,7 +13,8 @@ import urllib.request
 
 import pytest
 from wrinklefree_lab import cloud_vm
-from wrinklefree_lab.helpers import api_key, fact, output, playbook, sh
+from wrinklefree_lab.helpers import api_key, fact, fetch, metric, output, playbook, sh, stats
+from wrinklefree_lab.clients import assert_streamed, client, stream_chat
 from wrinklefree_lab.loadgen import load
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
@@ -85,20 +84,6 @@ def test_burst_setup_refuses_a_cpu_without_avx2_and_a_bad_model(burst_vm, burst_
     assert refused.returncode != 0 and "expected " + "0" * 64 in refused.stderr
 
 
-def fetch(url: str, key: str = "") -> str:
-    """A shell command that prints the body of GET `url`, run on a lab host (its own view)."""
-    headers = f", headers={{'Authorization': 'Bearer {key}'}}" if key else ""
-    return (f"python3 -c \"import urllib.request; "
-            f"print(urllib.request.urlopen(urllib.request.Request('{url}'{headers})).read().decode())\"")
-
-
-def stats(edge: str) -> dict[tuple[str, str], dict]:
-    """HAProxy's statistics on the edge host: (proxy, server) -> the CSV row."""
-    text = sh(edge, fetch("http://127.0.0.1:8404/stats;csv")).stdout
-    rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
-    return {(row["pxname"], row["svname"]): row for row in rows}
-
-
 @pytest.fixture(scope="module")
 def front_door(fleet, burst_vm, burst_spec):
     """The edge host's front door with burst on, to the VM's TLS endpoint."""
@@ -106,10 +91,6 @@ def front_door(fleet, burst_vm, burst_spec):
     assert runner.rc == 0, output(runner)[-4000:]
     yield fleet.address(1)
     assert playbook("playbooks/runbooks/burst.yml", fleet, extravars={"frontdoor_burst": False}).rc == 0
-
-
-def metric(text: str, name: str) -> int:
-    return int(float(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " "))))
 
 
 def counters(fleet, burst_vm) -> dict[str, int]:
@@ -153,6 +134,24 @@ def test_front_door_spills_only_the_excess(fleet, burst_vm, front_door):
         assert int(rows[("base", host)]["smax"]) <= int(rows[("base", host)]["slim"]), rows[("base", host)]
     # The excess went over TLS (HAProxy keeps connections alive: at least one handshake).
     assert handshakes(burst_vm) > tls_before
+
+
+def test_a_spilled_request_streams_to_an_openai_client(fleet, burst_vm, front_door):
+    """At twice the base layer's slots, streamed chat completions: the excess goes to the burst
+    replica (over TLS), and every stream, spilled or not, reaches its client token by token."""
+    slots, before = base_slots(fleet), counters(fleet, burst_vm)
+    api = client(f"http://{front_door}:8000/v1", fleet.frontdoor_key)
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append(stream_chat(api, "tiny", 40))) for _ in range(2 * slots)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    after = counters(fleet, burst_vm)
+    assert len(results) == 2 * slots
+    for result in results:
+        assert_streamed(result, 40)
+    assert after["haproxy_burst"] > before["haproxy_burst"] and after["burst"] > before["burst"], (before, after)
 
 
 def test_a_base_server_stopped_under_load_costs_no_request(fleet, burst_vm, front_door):

@@ -48,3 +48,16 @@ def assert_streamed(result: Streamed, max_tokens: int) -> None:
     assert len(result.arrivals) == max_tokens and result.finish_reason == "length", result
     assert result.usage.completion_tokens == max_tokens, result.usage
     assert result.arrivals[-1] - result.arrivals[0] >= (max_tokens - 1) * TOKEN_SECONDS * 0.5, result.arrivals
+
+
+def check_api(api: openai.OpenAI, model: str) -> None:
+    """What any application relies on, whichever llama-server answers (the stand-in or the real
+    one): the model list names the fleet's model, a chat completion comes back in OpenAI's shape,
+    a stream comes as several chunks and ends with a finish reason."""
+    assert [m.id for m in api.models.list()] == [model]
+    answer = api.chat.completions.create(model=model, messages=[{"role": "user", "content": "The capital of France is"}],
+                                         max_tokens=8)
+    assert answer.object == "chat.completion" and answer.choices[0].message.role == "assistant"
+    assert answer.choices[0].message.content and 0 < answer.usage.completion_tokens <= 8
+    streamed = stream_chat(api, model, 8)
+    assert len(streamed.arrivals) >= 2 and streamed.text and streamed.finish_reason in ("length", "stop"), streamed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -125,6 +127,24 @@ def sh_out(host: str, command: str) -> str:
 def fact(host: str) -> dict:
     """The bitnet role's local fact on a host (its release, profile, bind address, models, rates)."""
     return json.loads(sh_out(host, "cat /etc/ansible/facts.d/bitnet.fact"))
+
+
+def fetch(url: str, key: str = "") -> str:
+    """A shell command that prints the body of GET `url`, run on a lab host (its own view)."""
+    headers = f", headers={{'Authorization': 'Bearer {key}'}}" if key else ""
+    return (f"python3 -c \"import urllib.request; "
+            f"print(urllib.request.urlopen(urllib.request.Request('{url}'{headers})).read().decode())\"")
+
+
+def stats(edge: str) -> dict[tuple[str, str], dict]:
+    """HAProxy's statistics on the edge host: (proxy, server) -> the CSV row."""
+    text = sh(edge, fetch("http://127.0.0.1:8404/stats;csv")).stdout
+    rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
+    return {(row["pxname"], row["svname"]): row for row in rows}
+
+
+def metric(text: str, name: str) -> int:
+    return int(float(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " "))))
 
 
 HTTP = ("import json, sys, urllib.error, urllib.request; "
