@@ -77,6 +77,29 @@ CASES = {
         "every requirement pinned with == and hashed (uv pip compile --generate-hashes): "
         "line 1: numpy==2.4.6 has no --hash; line 2: sentencepiece is not pinned with ==",
     ),
+    "wg-interface-too-long": (
+        {"wireguard_interface": "wg-prod-mesh-001"},
+        'wireguard_interface must be 1-15 letters, digits and _=+.- (a Linux interface name), got "wg-prod-mesh-001"',
+    ),
+    "wg-interface-characters": ({"wireguard_interface": "wg 0"}, 'wireguard_interface must be 1-15 letters'),
+    "bitnet-mesh-interface": ({"bitnet_mesh_interface": "wg/0"}, 'bitnet_mesh_interface an interface name (1-15 letters, digits and _=+.-), got "wg/0"'),
+    "bitnet-extra-port": (
+        {"bitnet_server_extra_args": ["--metrics", "--port", "22"]},
+        "bitnet_server_extra_args: --port is set by the role; set bitnet_models[].port instead",
+    ),
+    "bitnet-extra-host": (
+        {"bitnet_server_extra_args": ["--host", "0.0.0.0"]},
+        "bitnet_server_extra_args: --host is set by the role; set bitnet_server_bind (or the mesh address) instead",
+    ),
+    "bitnet-extra-newline": (
+        {"bitnet_server_extra_args": ["--metrics\nBITNET_SERVER_ARGS=--port 22"]},
+        "must be one word of 1-256 letters, digits and _./:,+=@%-",
+    ),
+    "bitnet-model-extra-args": (
+        {"bitnet_models": [{"name": "m", "url": "https://mirror.example/m.gguf", "sha256": "0" * 64, "port": 8080,
+                            "extra_args": ["--api-key", "k" * 20]}]},
+        "bitnet_models[0].extra_args: --api-key is set by the role; set bitnet_server_api_key instead",
+    ),
     "bitnet-relative-venv-lock": ({"bitnet_venv_requirements": "requirements.txt"}, "no such absolute path"),
     "bitnet-threads": ({"bitnet_server_threads": 0}, "bitnet_server_threads must be unset (physical cores) or at least 1, got 0"),
     "bitnet-model-threads": (

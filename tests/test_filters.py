@@ -13,9 +13,10 @@ sys.path.insert(0, str(ROOT / "plugins" / "test"))
 import pytest  # noqa: E402
 from ansible.errors import AnsibleFilterError  # noqa: E402
 import yaml  # noqa: E402
-from bitnet import bitnet_cmake_args, bitnet_cpu_profile, bitnet_server_args  # noqa: E402
+from bitnet import bitnet_cmake_args, bitnet_cpu_profile, bitnet_server_arg_problems, bitnet_server_args  # noqa: E402
 from fleet_status import fleet_status  # noqa: E402
 from frontdoor import frontdoor_servers  # noqa: E402
+from interface_name import interface_name  # noqa: E402
 from login_name import login_name  # noqa: E402
 from pip_lock import pip_lock_problems  # noqa: E402
 from role_vars import unknown_role_vars  # noqa: E402
@@ -266,6 +267,34 @@ def test_server_args_take_the_models_own_values_first():
         "--alias", "m", "-c", "4096", "-np", "4", "--mlock", "--metrics"]
     assert bitnet_server_args({"name": "m", "ctx_size": 512, "parallel": 8, "extra_args": ["--x"]}, 4096, 4, False, []) == [
         "--alias", "m", "-c", "512", "-np", "8", "--x"]
+
+
+@pytest.mark.parametrize("args,problems", [
+    (["--metrics", "--slots", "--temp", "0.7", "--log-format=json", "-ngl", "0"], []),
+    (["--metrics", "--port", "22"], ["bitnet_server_extra_args: --port is set by the role; set bitnet_models[].port instead"]),
+    (["--host", "0.0.0.0"], ["bitnet_server_extra_args: --host is set by the role; set bitnet_server_bind (or the mesh address) instead"]),
+    (["--api-key-file=/tmp/k"], ["bitnet_server_extra_args: --api-key-file is set by the role; set bitnet_server_api_key instead"]),
+    (["-np", "8", "-c", "512"], ["bitnet_server_extra_args: -np is set by the role; set bitnet_server_parallel or bitnet_models[].parallel instead",
+                                 "bitnet_server_extra_args: -c is set by the role; set bitnet_server_ctx_size or bitnet_models[].ctx_size instead"]),
+    (["--embeddings"], ["bitnet_server_extra_args: --embeddings is set by the role; set nothing: the fleet's servers serve completions instead"]),
+    (["--metrics\nBITNET_SERVER_ARGS=x"], ['bitnet_server_extra_args: "--metrics\\nBITNET_SERVER_ARGS=x" must be one word of 1-256 letters, digits and _./:,+=@%-']),
+    (["a b"], ['bitnet_server_extra_args: "a b" must be one word of 1-256 letters, digits and _./:,+=@%-']),
+    (["$HOME"], ['bitnet_server_extra_args: "$HOME" must be one word of 1-256 letters, digits and _./:,+=@%-']),
+    ([""], ['bitnet_server_extra_args: "" must be one word of 1-256 letters, digits and _./:,+=@%-']),
+    (["x" * 257], ['bitnet_server_extra_args: "' + "x" * 257 + '" must be one word of 1-256 letters, digits and _./:,+=@%-']),
+])
+def test_server_arg_problems_name_the_input_to_set(args, problems):
+    assert bitnet_server_arg_problems(args) == problems
+
+
+def test_server_arg_problems_name_the_model():
+    assert bitnet_server_arg_problems(["-m", "x.gguf"], "bitnet_models[1].extra_args") == [
+        "bitnet_models[1].extra_args: -m is set by the role; set bitnet_models (url or src) instead"]
+
+
+def test_interface_names():
+    assert all(interface_name(name) for name in ("wg0", "wg-prod-mesh-01", "eth0.100", "a" * 15))
+    assert not any(interface_name(name) for name in ("wg-prod-mesh-001", "", "wg 0", "wg/0", "wg:0", ".", "..", None, 0))
 
 
 def test_front_door_servers_from_facts():

@@ -71,6 +71,7 @@ def test_inventory_plugin_docs_render():
     ("module", "sky_accelerator_info", "show-gpus"),
     ("filter", "frontdoor_servers", "slots"),
     ("filter", "bitnet_server_args", "mlock"),
+    ("filter", "bitnet_server_arg_problems", "--embeddings"),
     ("filter", "fleet_status", "burst_price"),
     ("filter", "wireguard_addresses", "registry"),
     ("filter", "wireguard_registry", "public key"),
@@ -80,6 +81,7 @@ def test_inventory_plugin_docs_render():
     ("filter", "wireguard_network_conflicts", "connected route"),
     ("filter", "wireguard_route_conflicts", "default route"),
     ("test", "login_name", "useradd"),
+    ("test", "interface_name", "IFNAMSIZ"),
 ])
 def test_module_and_filter_docs_render(kind, name, expected):
     assert expected in run("ansible-doc", "-t", kind, f"wrinklefree.deployer.{name}").stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from ansible.errors import AnsibleFilterError
 
@@ -97,9 +98,48 @@ def bitnet_server_args(model, ctx_size, parallel, mlock, extra_args):
     return args + (["--mlock"] if mlock else []) + [str(a) for a in list(extra_args) + list(model.get("extra_args", []))]
 
 
+# llama-server flags the role sets itself, each with the input that sets it: an extra argument
+# may not override one (the last of two flags wins in llama-server).
+_MANAGED_FLAGS = {
+    ("-m", "--model", "-mu", "--model-url", "-hf", "-hfr", "--hf-repo", "-hff", "--hf-file"): "bitnet_models (url or src)",
+    ("-a", "--alias"): "bitnet_models[].name",
+    ("--host",): "bitnet_server_bind (or the mesh address)",
+    ("--port",): "bitnet_models[].port",
+    ("--api-key", "--api-key-file"): "bitnet_server_api_key",
+    ("-t", "--threads"): "bitnet_server_threads or bitnet_models[].threads",
+    ("-c", "--ctx-size"): "bitnet_server_ctx_size or bitnet_models[].ctx_size",
+    ("-np", "--parallel"): "bitnet_server_parallel or bitnet_models[].parallel",
+    ("--mlock", "--no-mmap"): "bitnet_server_mlock",
+    # A server with these answers no completion: the front door and the burst layer need them.
+    ("--embedding", "--embeddings", "--reranking", "--rerank"): "nothing: the fleet's servers serve completions",
+    # Serves a directory of the host's files over HTTP.
+    ("--path",): "nothing: the servers serve no static files",
+}
+_FLAG_INPUT = {flag: what for flags, what in _MANAGED_FLAGS.items() for flag in flags}
+# One word of the unit's argument line: no spaces, quotes, newlines or $ (systemd expands those).
+_ARG = re.compile(r"^[A-Za-z0-9_./:,+=@%-]{1,256}$")
+
+
+def bitnet_server_arg_problems(extra_args, where="bitnet_server_extra_args"):
+    """What is wrong with llama-server extra arguments, one message each naming ``where``: a flag
+    the role manages (with the input to set instead), or an argument that is not one plain word
+    of 1 to 256 characters (the env file and systemd split the line on spaces and expand $)."""
+    problems = []
+    for arg in extra_args:
+        arg = str(arg)
+        if not _ARG.match(arg):
+            problems.append(f"{where}: {json.dumps(arg)} must be one word of 1-256 letters, digits and _./:,+=@%-")
+            continue
+        flag = arg.split("=", 1)[0]
+        if flag in _FLAG_INPUT:
+            problems.append(f"{where}: {flag} is set by the role; set {_FLAG_INPUT[flag]} instead")
+    return problems
+
+
 class FilterModule:
     """BitNet build helpers."""
 
     def filters(self):
         return {"bitnet_cpu_profile": bitnet_cpu_profile, "bitnet_cmake_args": bitnet_cmake_args,
-                "bitnet_model_rates": bitnet_model_rates, "bitnet_server_args": bitnet_server_args}
+                "bitnet_model_rates": bitnet_model_rates, "bitnet_server_args": bitnet_server_args,
+                "bitnet_server_arg_problems": bitnet_server_arg_problems}
