@@ -237,3 +237,24 @@ def test_a_layer_played_alone_checks_its_own_input(closed_host, monkeypatch, pat
     assert runner.stats["failures"] == dict.fromkeys(CLOSED, 1), text[-3000:]
     assert runner.stats["dark"] == {}, "a host was contacted before validation failed"
     assert message in " ".join(text.split()), text[-3000:]
+
+
+@pytest.mark.parametrize("runbook", ["add-host", "remove-host"])
+@pytest.mark.parametrize(("host", "message"), [
+    ("localhost", "host: localhost is not a host of the inventory (closed-a, closed-b, closed-local)"),
+    ("closed-local", "host: closed-local is reached by connection local, not SSH"),
+    ("closed-a,nowhere", "host: nowhere is not a host of the inventory"),
+    ("", "give host=NAME[,NAME...], hosts of the inventory"),
+])
+def test_a_runbooks_host_must_be_a_fleet_host_over_ssh(closed_host, tmp_path, runbook, host, message):
+    """Ansible's implicit localhost is in hostvars but not the inventory, and a host with a local
+    connection is this machine: neither may get the base role's firewall and sshd, or lose its
+    mesh. Refused before any host is contacted."""
+    inventory = yaml.safe_load(closed_host.read_text())
+    inventory["all"]["children"]["base"]["hosts"]["closed-local"] = {"ansible_connection": "local"}
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    runner = playbook(f"playbooks/runbooks/{runbook}.yml", tmp_path / "hosts.yml",
+                      extravars={"base_admin_ssh_public_keys": [GOOD_KEY], "host": host})
+    text = " ".join(output(runner).split())
+    assert runner.rc != 0 and runner.stats["dark"] == {} and set(runner.stats["failures"]) == {"localhost"}, text[-3000:]
+    assert message in text, text[-3000:]

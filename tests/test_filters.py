@@ -20,6 +20,7 @@ from interface_name import interface_name  # noqa: E402
 from login_name import login_name  # noqa: E402
 from pip_lock import pip_lock_problems  # noqa: E402
 from role_vars import unknown_role_vars  # noqa: E402
+from runbook import runbook_host_problems  # noqa: E402
 from wireguard import (wireguard_addresses, wireguard_network_conflicts, wireguard_registry,  # noqa: E402
                        wireguard_route_conflicts)
 
@@ -290,6 +291,17 @@ def test_server_arg_problems_name_the_input_to_set(args, problems):
 def test_server_arg_problems_name_the_model():
     assert bitnet_server_arg_problems(["-m", "x.gguf"], "bitnet_models[1].extra_args") == [
         "bitnet_models[1].extra_args: -m is set by the role; set bitnet_models (url or src) instead"]
+
+
+def test_runbook_hosts_are_fleet_hosts_over_ssh():
+    hostvars = {"a": {}, "b": {"ansible_connection": "ssh"}, "me": {"ansible_connection": "local"}, "localhost": {}}
+    hosts = ["a", "b", "me"]
+    assert runbook_host_problems("a,b", hosts, hostvars) == [] and runbook_host_problems(["b"], hosts, hostvars) == []
+    assert runbook_host_problems("localhost", hosts, hostvars) == ["host: localhost is not a host of the inventory (a, b, me)"]
+    assert runbook_host_problems("a,me", hosts, hostvars) == [
+        "host: me is reached by connection local, not SSH: a runbook changes hosts of the fleet, never the machine it runs on"]
+    assert runbook_host_problems("a,", hosts, hostvars) == runbook_host_problems("", hosts, hostvars) == [
+        "give host=NAME[,NAME...], hosts of the inventory (a, b, me)"]
 
 
 def test_interface_names():

@@ -72,6 +72,7 @@ def test_inventory_plugin_docs_render():
     ("filter", "frontdoor_servers", "slots"),
     ("filter", "bitnet_server_args", "mlock"),
     ("filter", "bitnet_server_arg_problems", "--embeddings"),
+    ("filter", "runbook_host_problems", "implicit"),
     ("filter", "fleet_status", "burst_price"),
     ("filter", "wireguard_addresses", "registry"),
     ("filter", "wireguard_registry", "public key"),
