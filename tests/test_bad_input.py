@@ -30,6 +30,10 @@ CASES = {
     "allow-users-without-ansible": ({"base_ssh_allow_users": ["deploy"]}, "leaves out root: sshd would refuse Ansible"),
     "allow-users-without-admin": (
         {"base_ssh_allow_users": ["root@10.0.0.1", "ops"]}, "leaves out deploy: sshd would refuse the admin user"),
+    "no-way-to-become": (
+        {"ansible_user": "deploy", "base_admin_sudo_nopasswd": False},
+        "base_admin_sudo_nopasswd is false but Ansible connects to closed-a as the admin user deploy (ansible_user), whose password is locked",
+    ),
     "root-login-choice": ({"base_ssh_permit_root_login": "yes"}, "base_ssh_permit_root_login"),
     "wg-typo": ({"wireguard_prot": 51821}, "unknown variable wireguard_prot (did you mean wireguard_port?)"),
     "wg-port": ({"wireguard_port": 0}, "wireguard_port must be 1-65535, got 0"),
