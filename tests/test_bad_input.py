@@ -262,3 +262,17 @@ def test_a_runbooks_host_must_be_a_fleet_host_over_ssh(closed_host, tmp_path, ru
     text = " ".join(output(runner).split())
     assert runner.rc != 0 and runner.stats["dark"] == {} and set(runner.stats["failures"]) == {"localhost"}, text[-3000:]
     assert message in text, text[-3000:]
+
+
+def test_preflight_comes_before_any_server_is_made(closed_host, tmp_path):
+    """With layers declared, a wrong value for the hosts there are stops site.yml before the
+    provisioning play asks the Cloud API anything (its endpoint here is a closed port, which it
+    would report)."""
+    runner = playbook("playbooks/site.yml", closed_host, extravars={
+        "base_admin_ssh_public_keys": [GOOD_KEY], "bitnet_server_extra_args": ["--port", "22"],
+        "provision_hcloud_token": "t" * 64, "provision_hcloud_endpoint": "http://127.0.0.1:1/v1",
+        "provision_known_hosts": str(tmp_path / "known_hosts"), "provision_ssh_keys": [GOOD_KEY],
+        "provision_layers": [{"name": "base", "count": 1, "server_type": "cx22", "locations": ["fsn1"]}]})
+    text = " ".join(output(runner).split())
+    assert runner.stats["failures"] == dict.fromkeys(CLOSED, 1) and runner.stats["dark"] == {}, text[-3000:]
+    assert "--port is set by the role" in text and "Provision |" not in text, text[-3000:]
