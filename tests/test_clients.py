@@ -76,7 +76,7 @@ def test_a_stream_whose_server_dies_is_an_error_for_the_client(fleet, api):
             if chunks == 3:
                 killed = serving(fleet)
                 for host in killed:
-                    sh(host, "pkill -KILL -f bin/llama-server")
+                    sh(host, "pkill -KILL -x llama-server")
     assert len(killed) == 1 and chunks >= 3, (killed, chunks)
     for _ in range(60):
         if stats(fleet.host(1))[("base", killed[0])]["status"] == "UP":
@@ -105,3 +105,21 @@ def test_the_readmes_snippet_runs_as_written(fleet, endpoint):
     done = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=120,
                           env=env(OPENAI_BASE_URL=f"{endpoint}/v1", OPENAI_API_KEY=fleet.frontdoor_key))
     assert done.returncode == 0 and len(done.stdout.split()) >= 3, done.stderr
+
+
+def test_a_client_key_written_but_never_loaded_is_loaded_by_the_next_run(fleet, endpoint):
+    """The controller dies after the front door's key list is written and before HAProxy's
+    reload (here: the file written as that run would have): the next run finds the file
+    unchanged, yet reloads, because what HAProxy loaded last is recorded."""
+    rotated = "rotated-client-key-0123456789"
+    keys = [fleet.frontdoor_key, rotated]
+    sh(fleet.host(1), "printf 'Bearer %s\\n' " + " ".join(keys) + " > /etc/haproxy/frontdoor/api-keys.lst")
+    with pytest.raises(openai.AuthenticationError):
+        client(endpoint + "/v1", rotated).models.list()
+    runner = playbook("playbooks/frontdoor.yml", fleet, extravars={"frontdoor_api_keys": keys})
+    assert runner.rc == 0, output(runner)[-3000:]
+    assert [m.id for m in client(endpoint + "/v1", rotated).models.list()] == ["tiny"]
+    runner = playbook("playbooks/frontdoor.yml", fleet)
+    assert runner.rc == 0, output(runner)[-3000:]
+    with pytest.raises(openai.AuthenticationError):
+        client(endpoint + "/v1", rotated).models.list()
