@@ -216,6 +216,19 @@ def test_server_that_does_not_start_shows_its_log_and_recovers(fleet, fleet_firs
     assert http(HOSTS[2], fact(HOSTS[2])["bind"], "/health") == {"status": "ok"}
 
 
+def test_a_restart_lost_with_the_controller_is_made_by_the_next_run(fleet, fleet_first_run):
+    """The controller dies after a server's arguments are written and before its restart (here:
+    the env file written as that run would have): the next run finds the file unchanged, yet
+    restarts the server, because what it was started from is recorded."""
+    host, slots = HOSTS[2], {"bitnet_server_extra_args": ["--metrics", "--slots"]}
+    sh(host, "sed -i 's/ --metrics / --metrics --slots /' /etc/bitnet/tiny.env")
+    assert http(host, fact(host)["bind"], "/slots") == {"http_status": 501}
+    converge(fleet, "playbooks/bitnet.yml", cmdline=f"--limit {host}", extravars=slots)
+    assert [slot["id"] for slot in http(host, fact(host)["bind"], "/slots")] == [0, 1, 2, 3]
+    converge(fleet, "playbooks/bitnet.yml", cmdline=f"--limit {host}")
+    assert http(host, fact(host)["bind"], "/slots") == {"http_status": 501}
+
+
 def test_model_from_the_controller_is_checked_before_it_is_copied(fleet, fleet_first_run, tmp_path):
     extra = tmp_path / "extra.gguf"
     run("python3", ROOT / "tests/fixtures/bitnet/make_gguf.py", extra, "--name", "extra", "--seed", "5")
