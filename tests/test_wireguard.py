@@ -184,6 +184,19 @@ def test_rotating_every_key_one_host_at_a_time(fleet, fleet_first_run):
     assert_full_mesh(fleet, hosts)
 
 
+def test_a_sync_lost_with_the_controller_is_made_by_the_next_run(fleet, fleet_first_run):
+    """The controller dies after a host's wg0.conf is written and before its sync (here: the
+    running interface loses a peer the file lists): the next run finds the file unchanged, yet
+    syncs, because it compares the running interface with the file."""
+    hosts = [fleet.host(i) for i in (1, 2, 3)]
+    lost = registry(fleet)[hosts[1]]["public_key"]
+    sh_out(hosts[0], f"wg set wg0 peer {lost} remove")
+    assert lost not in peers(hosts[0])
+    converge(fleet, "playbooks/wireguard.yml")
+    assert lost in peers(hosts[0])
+    assert_full_mesh(fleet, hosts)
+
+
 LAPTOP = {"name": "laptop", "public_key": "x" * 42 + "A=", "address": "10.100.255.9"}
 
 
