@@ -85,7 +85,6 @@ CASES = {
         {"wireguard_interface": "wg-prod-mesh-001"},
         'wireguard_interface must be 1-15 letters, digits and _=+.- (a Linux interface name), got "wg-prod-mesh-001"',
     ),
-    "wg-interface-characters": ({"wireguard_interface": "wg 0"}, 'wireguard_interface must be 1-15 letters'),
     "bitnet-mesh-interface": ({"bitnet_mesh_interface": "wg/0"}, 'bitnet_mesh_interface an interface name (1-15 letters, digits and _=+.-), got "wg/0"'),
     "bitnet-extra-port": (
         {"bitnet_server_extra_args": ["--metrics", "--port", "22"]},
@@ -94,10 +93,6 @@ CASES = {
     "bitnet-extra-host": (
         {"bitnet_server_extra_args": ["--host", "0.0.0.0"]},
         "bitnet_server_extra_args: --host is set by the role; set bitnet_server_bind (or the mesh address) instead",
-    ),
-    "bitnet-extra-newline": (
-        {"bitnet_server_extra_args": ["--metrics\nBITNET_SERVER_ARGS=--port 22"]},
-        "must be one word of 1-256 letters, digits and _./:,+=@%-",
     ),
     "bitnet-model-extra-args": (
         {"bitnet_models": [{"name": "m", "url": "https://mirror.example/m.gguf", "sha256": "0" * 64, "port": 8080,
@@ -243,12 +238,11 @@ def test_a_layer_played_alone_checks_its_own_input(closed_host, monkeypatch, pat
     assert message in " ".join(text.split()), text[-3000:]
 
 
-@pytest.mark.parametrize("runbook", ["add-host", "remove-host"])
-@pytest.mark.parametrize(("host", "message"), [
-    ("localhost", "host: localhost is not a host of the inventory (closed-a, closed-b, closed-local)"),
-    ("closed-local", "host: closed-local is reached by connection local, not SSH"),
-    ("closed-a,nowhere", "host: nowhere is not a host of the inventory"),
-    ("", "give host=NAME[,NAME...], hosts of the inventory"),
+@pytest.mark.parametrize(("runbook", "host", "message"), [
+    ("add-host", "localhost", "host: localhost is not a host of the inventory (closed-a, closed-b, closed-local)"),
+    ("remove-host", "localhost", "host: localhost is not a host of the inventory (closed-a, closed-b, closed-local)"),
+    ("add-host", "closed-local", "host: closed-local is reached by connection local, not SSH"),
+    ("remove-host", "closed-a,nowhere", "host: nowhere is not a host of the inventory"),
 ])
 def test_a_runbooks_host_must_be_a_fleet_host_over_ssh(closed_host, tmp_path, runbook, host, message):
     """Ansible's implicit localhost is in hostvars but not the inventory, and a host with a local
