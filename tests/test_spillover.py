@@ -95,15 +95,19 @@ def front_door(fleet, burst_vm, burst_spec):
     assert playbook("playbooks/runbooks/burst.yml", fleet, extravars={"frontdoor_burst": False}).rc == 0
 
 
+def burst_tokens(burst_vm) -> int:
+    """Tokens the burst replica has made."""
+    return metric(burst_vm.ssh(fetch("http://127.0.0.1:8080/metrics", KEY)).stdout, "llamacpp:tokens_predicted_total")
+
+
 def counters(fleet, burst_vm) -> dict[str, int]:
     """Completions so far: each base server's and the VM's own count, and HAProxy's per backend."""
     base = 0
     for host in fleet.hosts():
         text = sh(host, fetch(f"http://{fact(host)['bind']}:8080/metrics", api_key(host))).stdout
         base += metric(text, "llamacpp:tokens_predicted_total")
-    burst = metric(burst_vm.ssh(fetch("http://127.0.0.1:8080/metrics", KEY)).stdout, "llamacpp:tokens_predicted_total")
     rows = stats(fleet.host(1))
-    return {"base": base // N_PREDICT, "burst": burst // N_PREDICT,
+    return {"base": base // N_PREDICT, "burst": burst_tokens(burst_vm) // N_PREDICT,
             "haproxy_base": int(rows[("base", "BACKEND")]["stot"]), "haproxy_burst": int(rows[("burst", "BACKEND")]["stot"])}
 
 
@@ -136,10 +140,6 @@ def test_front_door_spills_only_the_excess(fleet, burst_vm, front_door):
         assert int(rows[("base", host)]["smax"]) <= int(rows[("base", host)]["slim"]), rows[("base", host)]
     # The excess went over TLS (HAProxy keeps connections alive: at least one handshake).
     assert handshakes(burst_vm) > tls_before
-
-
-def burst_tokens(burst_vm) -> int:
-    return metric(burst_vm.ssh(fetch("http://127.0.0.1:8080/metrics", KEY)).stdout, "llamacpp:tokens_predicted_total")
 
 
 def test_a_spilled_request_streams_to_an_openai_client(fleet, burst_vm, front_door):
