@@ -61,6 +61,19 @@ def pytest_testnodedown(node, error):
 def pytest_terminal_summary(terminalreporter):
     """Where the time went: each lab's phases, then the whole run's wall time (bin/wf's setup
     included), so a slower suite shows in the last lines anyone reads."""
+    # Each module's time (setup, call and teardown of its tests): the lab modules' sum is their
+    # worker's chain, which the slowest-tests list alone does not show. Molecule: each scenario.
+    by_module: dict[str, float] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if isinstance(getattr(report, "duration", None), float) and getattr(report, "nodeid", ""):
+                module = report.nodeid if "test_molecule.py" in report.nodeid else report.nodeid.split("::", 1)[0]
+                by_module[module] = by_module.get(module, 0.0) + report.duration
+    slow = sorted(((seconds, module) for module, seconds in by_module.items() if seconds >= 10), reverse=True)
+    if slow:
+        terminalreporter.write_sep("=", "time by module (s, setup + call + teardown)")
+        for seconds, module in slow:
+            terminalreporter.write_line(f"{seconds:8.1f}  {_lab_of_module().get(module, '-'):<6} {module}")
     if LIFECYCLE:
         origin = min(entry[3] for entry in LIFECYCLE)
         terminalreporter.write_sep("=", "lab lifecycles (s from the first lab's start)")
@@ -142,7 +155,7 @@ def side_lab(lab_image, tmp_path_factory):
     """The second 3-host lab, shared by four modules on one worker (xdist group "side"), so the
     suite converges it from bare hosts once: test_faults first (its faults need a first run from
     bare hosts), then test_node_pool (pool_lab) on the hosts it leaves converged, then
-    test_publish_model; its VM host (which no play touches) is test_train_node's training node."""
+    test_publish_model on the same run (pool_converged), then test_remove_and_add_host; its VM host (which no play touches) is test_train_node's training node."""
     lab = Lab(tmp_path_factory.mktemp("side-inventory"), SIDE_PREFIX, "wrinklefree-side", "10.213.6.0/24", vms=1,
               shared_facts=True)
     yield from running(lab)
@@ -167,9 +180,17 @@ def pool_vars(tmp_path_factory) -> dict:
             "skypilot_node_pool_wheelhouse": str(wheelhouse)}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pool_lab(side_lab):
     """The side lab with its first host as the SkyPilot controller and all three the node pool."""
     (side_lab.inventory / "controller.yml").write_text(
         f"all:\n  children:\n    sky_controller:\n      hosts:\n        {side_lab.host(1)}:\n")
     return side_lab
+
+
+@pytest.fixture(scope="session")
+def pool_converged(pool_lab, pool_vars):
+    """site.yml with the node pool on the side lab, once for test_node_pool and test_publish_model
+    (test_remove_and_add_host runs after both). serve.yml would reach for a SkyPilot API server;
+    its modules are tested in test_sky.py."""
+    return _site(pool_lab, "site.yml with the pool", "--skip-tags serve,train", extravars=pool_vars)

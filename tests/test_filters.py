@@ -13,6 +13,7 @@ sys.path.insert(0, str(ROOT / "plugins" / "test"))
 import pytest  # noqa: E402
 from ansible.errors import AnsibleFilterError  # noqa: E402
 import yaml  # noqa: E402
+from base import base_rule_problems  # noqa: E402
 from bitnet import bitnet_cmake_args, bitnet_cpu_profile, bitnet_server_arg_problems, bitnet_server_args  # noqa: E402
 from fleet_status import fleet_status  # noqa: E402
 from frontdoor import frontdoor_servers  # noqa: E402
@@ -375,3 +376,22 @@ def test_network_conflicts_name_what_the_mesh_would_take_over():
 ])
 def test_login_name(name, ok):
     assert login_name(name) is ok
+
+
+@pytest.mark.parametrize(("rule", "bad"), [
+    ({"name": "web", "port": 0}, "(got 0)"),
+    ({"name": "web", "port": "http"}, "(got http)"),
+    ({"name": "web", "port": 65536}, "(got 65536)"),
+    ({"name": "web;drop", "port": 80}, "not valid: []"),
+    ({"name": "web", "port": 80, "sources": ["10.0.0.0/8", "10.0.0.0/33", "::1", "host.example"]},
+     "not valid: ['10.0.0.0/33', 'host.example']"),
+])
+def test_base_rule_problems_name_the_variable_rule_and_value(rule, bad):
+    rules = [{"name": "ssh", "port": 22, "sources": ["192.0.2.0/24", "2001:db8::/32"]}, rule]
+    [problem] = base_rule_problems(rules, "base_firewall_allow")
+    assert problem.startswith(f"base_firewall_allow[1] ({rule['name']}): port must be 1-65535") and bad in problem
+
+
+def test_base_rule_problems_pass_good_rules_and_none():
+    assert base_rule_problems([{"name": "k3s api", "port": "6443", "sources": ["10.100.0.7"]}], "x") == []
+    assert base_rule_problems(None, "x") == [] == base_rule_problems([], "x")

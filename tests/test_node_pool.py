@@ -22,20 +22,12 @@ LOCK = ROOT / "roles" / "skypilot_node_pool" / "files" / "skypilot-0.14.1.txt"
 
 
 
-@pytest.fixture(scope="module")
-def converged(pool_lab, pool_vars):
-    # serve.yml would reach for a SkyPilot API server; the modules are tested in test_sky.py.
-    runner = playbook("playbooks/site.yml", pool_lab, extravars=pool_vars, cmdline="--skip-tags serve,train")
-    assert runner.rc == 0, output(runner)[-6000:]
-    return runner
-
-
-def test_second_run_changes_nothing(pool_lab, pool_vars, converged):
+def test_second_run_changes_nothing(pool_lab, pool_vars, pool_converged):
     runner = playbook("playbooks/site.yml", pool_lab, extravars=pool_vars, cmdline="--skip-tags serve,train")
     assert runner.rc == 0 and changed_hosts(runner) == {}, output(runner)[-4000:]
 
 
-def test_pool_file_lists_every_host_by_its_mesh_address(pool_lab, converged):
+def test_pool_file_lists_every_host_by_its_mesh_address(pool_lab, pool_converged):
     mesh = yaml.safe_load((pool_lab.inventory / "wireguard-addresses.yml").read_text())
     pool = yaml.safe_load(sh_out(pool_lab.host(1), "cat ~/.sky/ssh_node_pools.yaml"))
     assert pool == {"hetzner-base": {"user": "skypilot", "identity_file": "~/.ssh/sky-node-pool",
@@ -52,7 +44,7 @@ def forward(host: str, port: int, target: str, address: str) -> str:
                     f"timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}; head -c 7 <&3' || true")
 
 
-def test_controller_logs_in_over_the_mesh_with_sudo_and_the_k3s_tunnel_only(pool_lab, converged):
+def test_controller_logs_in_over_the_mesh_with_sudo_and_the_k3s_tunnel_only(pool_lab, pool_converged):
     mesh = yaml.safe_load((pool_lab.inventory / "wireguard-addresses.yml").read_text())
     for port, host in ((18022, pool_lab.host(2)), (18023, pool_lab.host(3))):
         address = mesh[host]["address"]
@@ -78,7 +70,7 @@ def test_controller_logs_in_over_the_mesh_with_sudo_and_the_k3s_tunnel_only(pool
     assert config.split() == ["allowtcpforwarding", "no"]
 
 
-def test_k3s_will_open_no_port_past_the_firewall(pool_lab, converged):
+def test_k3s_will_open_no_port_past_the_firewall(pool_lab, pool_converged):
     """What sky ssh up's k3s reads when it starts: no servicelb, no traefik, NodePorts on the
     host's mesh address only (the lab stops short of installing k3s, which needs the internet)."""
     pool = yaml.safe_load(sh_out(pool_lab.host(1), "cat ~/.sky/ssh_node_pools.yaml"))
@@ -94,7 +86,7 @@ def test_k3s_will_open_no_port_past_the_firewall(pool_lab, converged):
             assert 'iifname "wg0"' in rule and all(a in rule for a in addresses), rule
 
 
-def test_private_key_stays_on_the_controller_host(pool_lab, converged):
+def test_private_key_stays_on_the_controller_host(pool_lab, pool_converged):
     private = sh_out(pool_lab.host(1), "cat ~/.ssh/sky-node-pool")
     assert "PRIVATE KEY" in private
     for path in pool_lab.inventory.rglob("*"):
@@ -119,13 +111,13 @@ def test_private_key_stays_on_the_controller_host(pool_lab, converged):
     ({"skypilot_node_pool_requirements": str(ROOT / "tests" / "fixtures" / "unhashed-requirements.txt")},
      "line 1: numpy==2.4.6 has no --hash; line 2: sentencepiece is not pinned with =="),
 ])
-def test_conflicts_with_the_base_role_fail_before_any_change(pool_lab, pool_vars, converged, extravars, message):
+def test_conflicts_with_the_base_role_fail_before_any_change(pool_lab, pool_vars, pool_converged, extravars, message):
     runner = playbook("playbooks/skypilot.yml", pool_lab, extravars={**pool_vars, **extravars})
     assert runner.rc != 0 and message in " ".join(output(runner).split())
     assert changed_hosts(runner) == {}
 
 
-def test_a_wheel_unlike_the_lock_is_never_installed(pool_lab, pool_vars, converged, tmp_path):
+def test_a_wheel_unlike_the_lock_is_never_installed(pool_lab, pool_vars, pool_converged, tmp_path):
     """pip checks what it downloads against the lock: a SkyPilot wheel whose digest differs from
     the lock's (here the lock's digests are changed) fails the run, and nothing records it as
     installed; the next run with the right lock installs it again."""
@@ -142,46 +134,3 @@ def test_a_wheel_unlike_the_lock_is_never_installed(pool_lab, pool_vars, converg
     runner = playbook("playbooks/skypilot.yml", pool_lab, extravars=pool_vars, cmdline="--tags skypilot")
     assert runner.rc == 0, output(runner)[-4000:]
     sh_out(controller, "/opt/skypilot/bin/python -c 'import sky; assert sky.__version__ == \"0.14.1\"'")
-
-
-def wg_peers(host: str) -> set[str]:
-    return set(sh_out(host, "wg show wg0 peers").split())
-
-
-def test_remove_host_that_is_unreachable_leaves_every_peer_list_and_the_pool(pool_lab, pool_vars, converged):
-    gone = pool_lab.host(3)
-    mesh = yaml.safe_load((pool_lab.inventory / "wireguard-addresses.yml").read_text())
-    run("podman", "stop", "-t", "2", gone)
-    runner = playbook("playbooks/runbooks/remove-host.yml", pool_lab, extravars={**pool_vars, "host": gone})
-    assert runner.rc == 0, output(runner)[-4000:]
-    assert "Delete the server at Hetzner" in " ".join(output(runner).split())
-    for host in (pool_lab.host(1), pool_lab.host(2)):
-        assert mesh[gone]["public_key"] not in wg_peers(host)
-    assert gone not in yaml.safe_load((pool_lab.inventory / "wireguard-addresses.yml").read_text())
-    pool = yaml.safe_load(sh_out(pool_lab.host(1), "cat ~/.sky/ssh_node_pools.yaml"))
-    assert mesh[gone]["address"] not in pool["hetzner-base"]["hosts"] and len(pool["hetzner-base"]["hosts"]) == 2
-
-
-def test_add_host_joins_the_mesh_and_the_pool_again(pool_lab, pool_vars, converged):
-    back = pool_lab.host(3)
-    run("podman", "start", back)
-    sh_out(back, "systemctl is-system-running --wait || true")
-    runner = playbook("playbooks/runbooks/add-host.yml", pool_lab, extravars={**pool_vars, "host": back})
-    assert runner.rc == 0, output(runner)[-4000:]
-    mesh = yaml.safe_load((pool_lab.inventory / "wireguard-addresses.yml").read_text())
-    for host in (pool_lab.host(1), pool_lab.host(2)):
-        assert mesh[back]["public_key"] in wg_peers(host)
-        sh_out(host, f"for i in 1 2 3 4 5 6; do ping -c1 -W1 {mesh[back]['address']} >/dev/null && exit 0; sleep 1; done; exit 1")
-    pool = yaml.safe_load(sh_out(pool_lab.host(1), "cat ~/.sky/ssh_node_pools.yaml"))
-    assert mesh[back]["address"] in pool["hetzner-base"]["hosts"]
-
-
-def test_remove_host_takes_the_pool_access_off_a_host_that_answers(pool_lab, pool_vars, converged):
-    """Last of the module: the pool user, its key and sudo, and k3s's configuration leave with the host."""
-    gone = pool_lab.host(3)
-    assert sh_out(gone, "getent passwd skypilot || true") != ""
-    runner = playbook("playbooks/runbooks/remove-host.yml", pool_lab, extravars={**pool_vars, "host": gone})
-    assert runner.rc == 0, output(runner)[-4000:]
-    assert sh_out(gone, "getent passwd skypilot; ls -d /home/skypilot /etc/sudoers.d/90-skypilot-node-pool "
-                    "/etc/rancher/k3s/config.yaml 2>/dev/null || true") == ""
-    assert "dport 6443" not in sh_out(gone, "nft list chain inet wrinklefree input")

@@ -1,5 +1,5 @@
-"""From a training run's last checkpoint to the fleet, on the side lab (converged again after
-test_node_pool): playbooks/runbooks/publish-model.yml converts the checkpoint with BitNet's converter
+"""From a training run's last checkpoint to the fleet, on the side lab (converged with the node pool,
+as test_node_pool uses it): playbooks/runbooks/publish-model.yml converts the checkpoint with BitNet's converter
 (the fixture tree's, or with WF_BITNET_SRC the real generator's GGUF as bench/bitnet.py makes it),
 quantizes it with the fleet's own release on a base host, publishes it with its sha256 in the
 lab's model mirror and lists it; the rolling-upgrade runbook then takes it to every base host,
@@ -41,11 +41,9 @@ def source(tmp_path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def served(side_lab, pool_vars):
-    """The side lab converged, every host in the mesh and serving: test_node_pool leaves its
-    third host drained (remove-host) and a SkyPilot controller (so the pool's inputs), and alone
-    this module starts from bare hosts."""
-    converge(side_lab, extravars=pool_vars, cmdline="--skip-tags serve,train")
+def served(side_lab, pool_converged):
+    """The side lab converged with the node pool (test_node_pool's run; alone, this module's own
+    from bare hosts), every host in the mesh and serving."""
     return side_lab
 
 
