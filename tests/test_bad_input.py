@@ -186,25 +186,46 @@ def test_good_values_reach_the_host(closed_host, extravars):
     assert runner.stats["dark"] == dict.fromkeys(CLOSED, 1), output(runner)[-3000:]
 
 
-@pytest.mark.parametrize(("key_from", "message"), [
-    (["10.0.0.5", "10.1.0.0/16"], None),
-    (["10.0.0.5", "controller.example"], 'skypilot_node_pool_key_from must list the addresses or CIDRs the controller connects from'),
-    ([], "(required with skypilot_node_pool_via=ansible_host)"),
-])
-def test_node_pool_key_from_is_checked_before_any_host_change(closed_host, tmp_path, key_from, message):
-    """The SkyPilot controller host's pool key sources, with pool hosts reached at ansible_host:
-    addresses and CIDRs pass preflight (which contacts no host), anything else stops it."""
+LOCKS = helpers.ROOT / "tests" / "fixtures"
+
+
+@pytest.mark.parametrize(("extravars", "message"), [
+    ({"skypilot_node_pool_key_from": ["10.0.0.5", "10.1.0.0/16"]}, None),
+    ({"skypilot_node_pool_key_from": ["10.0.0.5", "controller.example"]},
+     "skypilot_node_pool_key_from must list the addresses or CIDRs the controller connects from"),
+    ({"skypilot_node_pool_key_from": []}, "(required with skypilot_node_pool_via=ansible_host)"),
+    ({"base_ssh_tcp_forwarding_users": ["deploy"]},
+     "The SkyPilot node pool tunnels over SSH, which the base role forbids by default: "
+     "set base_ssh_tcp_forwarding_users: [skypilot] for group bitnet"),
+    ({"skypilot_node_pool_user": "deploy"}, "skypilot_node_pool_user must be a login name of its own, not root"),
+    ({"skypilot_node_pool_user": "root"}, "skypilot_node_pool_user must be a login name of its own"),
+    ({"base_ssh_allow_users": ["root", "deploy"]}, "leaves out skypilot: add it, or SkyPilot cannot log in"),
+    ({"skypilot_node_pool_name": "Hetzner_Base"}, "skypilot_node_pool_name must be lowercase"),
+    ({"skypilot_node_pool_version": "0.15.0"},
+     "must be a hash lock pinning skypilot==0.15.0 (skypilot_node_pool_version), every requirement pinned with == "
+     "and hashed; make one with uv pip compile --universal --generate-hashes (roles/skypilot_node_pool/README.md). "
+     "Not found on the controller."),
+    ({"skypilot_node_pool_requirements": str(LOCKS / "unhashed-requirements.txt")},
+     "line 1: numpy==2.4.6 has no --hash; line 2: sentencepiece is not pinned with =="),
+], ids=["key-from", "key-from-name", "key-from-empty", "no-forwarding", "user-is-admin", "user-root", "allow-users",
+        "pool-name", "no-lock", "unhashed-lock"])
+def test_node_pool_input_is_checked_before_any_host_change(closed_host, tmp_path, extravars, message):
+    """The SkyPilot controller host's node pool, with pool hosts reached at ansible_host: its
+    own inputs and where they meet the base role's (the pool user's forwarding and login),
+    checked by preflight, which contacts no host. (test_node_pool: skypilot.yml played alone
+    stops the same way on the side lab.)"""
     inventory = yaml.safe_load(closed_host.read_text())
     inventory["all"]["children"]["sky_controller"] = {"hosts": {"closed-a": None}}
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
     runner = playbook("playbooks/preflight.yml", tmp_path / "hosts.yml",
                       extravars={"base_admin_ssh_public_keys": [GOOD_KEY], "base_ssh_tcp_forwarding_users": ["skypilot"],
-                                 "skypilot_node_pool_via": "ansible_host", "skypilot_node_pool_key_from": key_from})
+                                 "skypilot_node_pool_via": "ansible_host", "skypilot_node_pool_key_from": ["10.0.0.5"],
+                                 **extravars})
     text = " ".join(output(runner).split())
     if message is None:
         assert runner.rc == 0, text[-3000:]
     else:
-        assert runner.stats["failures"] == {"closed-a": 1} and runner.stats["dark"] == {}, text[-3000:]
+        assert runner.rc != 0 and runner.stats["dark"] == {} and "closed-a" in runner.stats["failures"], text[-3000:]
         assert message in text, text[-3000:]
 
 
@@ -255,6 +276,17 @@ def test_a_runbooks_host_must_be_a_fleet_host_over_ssh(closed_host, tmp_path, ru
                       extravars={"base_admin_ssh_public_keys": [GOOD_KEY], "host": host})
     text = " ".join(output(runner).split())
     assert runner.rc != 0 and runner.stats["dark"] == {} and set(runner.stats["failures"]) == {"localhost"}, text[-3000:]
+    assert message in text, text[-3000:]
+
+
+@pytest.mark.parametrize(("extravars", "message"), [
+    ({"upgrade_batch": 2, "upgrade_version": "abcdef1" * 5 + "abcde"}, "must be at least 1 and below the number of hosts (2)"),
+    ({"upgrade_version": "main"}, "bitnet_version must be a whole commit id"),
+], ids=["batch-of-every-host", "branch"])
+def test_the_rolling_upgrade_refuses_bad_input_before_any_host_change(closed_host, extravars, message):
+    runner = playbook("playbooks/runbooks/bitnet-upgrade.yml", closed_host, extravars={"base_admin_ssh_public_keys": [GOOD_KEY], **extravars})
+    text = " ".join(output(runner).split())
+    assert runner.rc != 0 and runner.stats["dark"] == {} and runner.stats["failures"], text[-3000:]
     assert message in text, text[-3000:]
 
 

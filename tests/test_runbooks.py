@@ -116,14 +116,6 @@ def test_rolling_upgrade_stops_and_rolls_back_a_failing_host(converged):
     assert {model_sha(host) for host in HOSTS} == {old_sha}
 
 
-def test_upgrade_refuses_bad_input_before_any_change(converged):
-    runner = playbook("playbooks/runbooks/bitnet-upgrade.yml", converged, extravars={"upgrade_batch": 3, "upgrade_version": "abcdef1" * 5 + "abcde"})
-    assert runner.rc != 0 and "must be at least 1 and below the number of hosts (3)" in " ".join(output(runner).split())
-    runner = playbook("playbooks/runbooks/bitnet-upgrade.yml", converged, extravars={"upgrade_version": "main"})
-    assert runner.rc != 0 and 'bitnet_version must be a whole commit id' in " ".join(output(runner).split())
-    assert changed_hosts(runner) == {}
-
-
 def test_python_example_of_the_runbook_docs(converged, monkeypatch):
     """The ansible-runner example in docs/runbooks/README.md, run as written, against this lab."""
     code = re.search(r"```python\n(.*?)```", (ROOT / "docs" / "runbooks" / "README.md").read_text(), re.S).group(1)
