@@ -71,9 +71,10 @@ def pytest_terminal_summary(terminalreporter):
                 by_module[module] = by_module.get(module, 0.0) + report.duration
     slow = sorted(((seconds, module) for module, seconds in by_module.items() if seconds >= 10), reverse=True)
     if slow:
+        labs = _lab_of_module()
         terminalreporter.write_sep("=", "time by module (s, setup + call + teardown)")
         for seconds, module in slow:
-            terminalreporter.write_line(f"{seconds:8.1f}  {_lab_of_module().get(module, '-'):<6} {module}")
+            terminalreporter.write_line(f"{seconds:8.1f}  {labs.get(module, '-'):<6} {module}")
     if LIFECYCLE:
         origin = min(entry[3] for entry in LIFECYCLE)
         terminalreporter.write_sep("=", "lab lifecycles (s from the first lab's start)")
@@ -155,7 +156,8 @@ def side_lab(lab_image, tmp_path_factory):
     """The second 3-host lab, shared by four modules on one worker (xdist group "side"), so the
     suite converges it from bare hosts once: test_faults first (its faults need a first run from
     bare hosts), then test_node_pool (pool_lab) on the hosts it leaves converged, then
-    test_publish_model on the same run (pool_converged), then test_remove_and_add_host; its VM host (which no play touches) is test_train_node's training node."""
+    test_publish_model on the same run (pool_converged), then test_remove_and_add_host; its VM
+    host (which no play touches) is test_train_node's training node."""
     lab = Lab(tmp_path_factory.mktemp("side-inventory"), SIDE_PREFIX, "wrinklefree-side", "10.213.6.0/24", vms=1,
               shared_facts=True)
     yield from running(lab)
