@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
-from pathlib import Path
 
 import pytest
 import yaml
 from hcloud import Client
 
 from wrinklefree_lab.fake_hetzner import CLOUD_TOKEN, SSH_KEY, FakeHetzner
-from wrinklefree_lab.helpers import run
+from wrinklefree_lab.helpers import env, run
 
 BASE = {"name": "base", "count": 3, "server_type": "cx22", "locations": ["fsn1", "nbg1"],
         "labels": {"role": "bitnet.wireguard"}}
@@ -39,8 +37,11 @@ def provision(fake, tmp_path, *args, layers=(BASE,), **extravars):
                 **extravars}
     path = tmp_path / "provision.json"
     path.write_text(json.dumps(declared))
+    # A temporary directory of the run's own, so that what it leaves behind is seen apart from
+    # other runs of the suite's workers.
+    (tmp_path / "tmp").mkdir(exist_ok=True)
     proc = run("ansible-playbook", "-i", "inventories/controller", "playbooks/provision.yml", f"-e@{path}", *args,
-               check=False)
+               check=False, env=env(TMPDIR=str(tmp_path / "tmp")))
     return proc.returncode, proc.stdout
 
 
@@ -78,7 +79,7 @@ def test_an_empty_project_is_planned_provisioned_then_left_alone(cloud, tmp_path
         public, private = config["ssh_keys"]["ed25519_public"], config["ssh_keys"]["ed25519_private"]
         assert pinned[server.public_net.ipv4.ip] == public and public.startswith("ssh-ed25519 ")
         assert private.startswith("-----BEGIN OPENSSH PRIVATE KEY-----") and private.splitlines()[1] not in out
-    assert not list(Path(tempfile.gettempdir()).glob("wf-host-keys-*"))
+    assert not list((tmp_path / "tmp").glob("wf-host-keys-*"))
 
     before = writes(fake)
     rc, out = provision(fake, tmp_path)
