@@ -77,37 +77,30 @@ def restart(lab, host: str) -> None:
     assert runner.rc == 0, output(runner)[-3000:] + diagnosis + run("ip", "neigh").stdout
 
 
-def test_apt_failing_on_one_host_leaves_the_others_serving(fault_lab):
+def test_apt_failing_on_one_host_and_another_stopped_mid_play_leave_the_third_serving(fault_lab):
+    """Two faults in the side lab's first run, the cost of one: the third host cannot reach its
+    package source (failed, named by its task), and the second dies as its WireGuard key is
+    being made (unreachable). The play goes on for the first, which serves; a rerun once both
+    are repaired converges them."""
     # The host's only package source is a closed port: apt cannot update or download.
     sh(HOSTS[2], f"cp /etc/apt/sources.list {SAVED_SOURCES} && echo 'deb http://127.0.0.1:9/debian bookworm main'"
                  " > /etc/apt/sources.list")
-    runner = playbook("playbooks/site.yml", fault_lab)
-    assert runner.rc != 0
-    failed = failed_tasks(runner)
-    assert failed == {HOSTS[2]: "Base | Python bindings of apt, for the apt module"}, output(runner)[-4000:]
-    assert not runner.stats["dark"]
-    assert serving(HOSTS[0]) and serving(HOSTS[1])
-    assert_whole(fault_lab)
-    sh(HOSTS[2], f"mv {SAVED_SOURCES} /etc/apt/sources.list")
-
-
-def test_host_stopped_mid_play_is_reported_and_a_rerun_converges_it(fault_lab):
-    # The third host (now with working apt) dies as its WireGuard key is being made.
-    handler = at_task_start("WireGuard | private key", lambda _host: run("podman", "kill", HOSTS[2]))
+    handler = at_task_start("WireGuard | private key", lambda _host: run("podman", "kill", HOSTS[1]))
     runner = playbook("playbooks/site.yml", fault_lab, event_handler=handler)
     assert handler.fired.is_set()
     assert runner.rc != 0
-    assert set(runner.stats["dark"]) == {HOSTS[2]}, output(runner)[-4000:]
-    assert not failed_tasks(runner), output(runner)[-4000:]
-    # The play went on for the others: they reached the end and serve.
-    assert {HOSTS[0], HOSTS[1]} <= set(runner.stats["ok"])
-    assert serving(HOSTS[0]) and serving(HOSTS[1])
+    assert failed_tasks(runner) == {HOSTS[2]: "Base | Python bindings of apt, for the apt module"}, output(runner)[-4000:]
+    assert set(runner.stats["dark"]) == {HOSTS[1]}, output(runner)[-4000:]
+    # The play went on for the first host: it reached the end and serves.
+    assert HOSTS[0] in runner.stats["ok"] and serving(HOSTS[0])
+    assert_whole(fault_lab, hosts=(HOSTS[0], HOSTS[2]))
 
-    restart(fault_lab, HOSTS[2])
+    sh(HOSTS[2], f"mv {SAVED_SOURCES} /etc/apt/sources.list")
+    restart(fault_lab, HOSTS[1])
     assert_whole(fault_lab)
     runner = playbook("playbooks/site.yml", fault_lab)
     assert runner.rc == 0, output(runner)[-6000:]
-    assert HOSTS[2] in changed_hosts(runner)
+    assert {HOSTS[1], HOSTS[2]} <= set(changed_hosts(runner))
     assert all(serving(host) for host in HOSTS)
     assert_whole(fault_lab)
 

@@ -1,9 +1,17 @@
 """Every Molecule scenario: create, converge, idempotence, a check-mode run that must report no
 change on the converged hosts (both unless the fleet's second and check runs cover the role),
 verify, cleanup, destroy. Scenarios on lab hosts (driver managed) need the
-lab image; those of the SkyPilot client's roles run on this controller."""
+lab image; those of the SkyPilot client's roles run on this controller.
+
+The scenarios of roles that a lab also converges and tests end to end (LAB_TESTED) take four to
+ten minutes each on a 2-core machine: a run takes those whose role the last commit or the working
+tree changes, and one more in turn by the commit count, so each runs at least every fifth commit.
+WF_MOLECULE=all runs all of them."""
 
 from __future__ import annotations
+
+import os
+import subprocess
 
 import pytest
 import yaml
@@ -15,12 +23,34 @@ from wrinklefree_lab.helpers import ROOT, recap_changed, run
 # scenarios skip both, and test the role alone: converge and verify.
 ON_THE_FLEET = {"base", "bitnet", "frontdoor", "wireguard"}
 
+# The fleet converges the first four, the side lab the node pool (test_node_pool).
+LAB_TESTED = ("base", "bitnet", "frontdoor", "skypilot_node_pool", "wireguard")
+
+
+def lab_tested_to_run() -> set[str]:
+    """The LAB_TESTED roles whose scenario this run takes (all of them outside a git checkout)."""
+    def git(*args: str) -> list[str]:
+        return subprocess.run(["git", *args], cwd=ROOT, text=True, capture_output=True, check=True).stdout.split()
+
+    if os.environ.get("WF_MOLECULE") == "all":
+        return set(LAB_TESTED)
+    try:
+        count = int(git("rev-list", "--count", "HEAD")[0])
+        changed = git("diff", "--name-only", "HEAD") + (git("diff", "--name-only", "HEAD~1", "HEAD") if count > 1 else [])
+    except (OSError, subprocess.CalledProcessError):
+        return set(LAB_TESTED)
+    roles = {path.split("/")[1] for path in changed if path.startswith("roles/")}
+    return {LAB_TESTED[count % len(LAB_TESTED)]} | (roles & set(LAB_TESTED))
+
+
 SCENARIOS = sorted((p.parent.parent.parent, p.parent.name) for p in ROOT.glob("roles/*/molecule/*/molecule.yml"))
 
 
 @pytest.mark.molecule
 @pytest.mark.parametrize("role_dir,scenario", SCENARIOS, ids=lambda v: getattr(v, "name", v))
 def test_scenario(request, role_dir, scenario):
+    if role_dir.name in LAB_TESTED and role_dir.name not in lab_tested_to_run():
+        pytest.skip(f"{role_dir.name}: a lab tests the role end to end; its scenario runs in turn (WF_MOLECULE=all runs it now)")
     driver = yaml.safe_load((role_dir / "molecule" / scenario / "molecule.yml").read_text())["driver"]
     if driver.get("options", {}).get("managed", True):
         request.getfixturevalue("lab_image")
