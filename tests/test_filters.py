@@ -20,6 +20,7 @@ from frontdoor import frontdoor_servers  # noqa: E402
 from interface_name import interface_name  # noqa: E402
 from login_name import login_name  # noqa: E402
 from pip_lock import pip_lock_problems  # noqa: E402
+from provision import provision_too_many_deletions, provision_wanted  # noqa: E402
 from role_vars import unknown_role_vars  # noqa: E402
 from runbook import runbook_host_problems  # noqa: E402
 from wireguard import (wireguard_addresses, wireguard_network_conflicts, wireguard_registry,  # noqa: E402
@@ -395,3 +396,44 @@ def test_base_rule_problems_name_the_variable_rule_and_value(rule, bad):
 def test_base_rule_problems_pass_good_rules_and_none():
     assert base_rule_problems([{"name": "k3s api", "port": "6443", "sources": ["10.100.0.7"]}], "x") == []
     assert base_rule_problems(None, "x") == [] == base_rule_problems([], "x")
+
+
+BASE_LAYER = {"name": "base", "count": 3, "server_type": "cx22", "locations": ["fsn1", "nbg1"], "labels": {"role": "bitnet"}}
+
+
+def server(name, project="wf", layer="base"):
+    return {"name": name, "labels": {"managed-by": project, "layer": layer} if project else {}}
+
+
+def test_provision_wanted_names_places_and_labels_new_servers():
+    wanted = provision_wanted([BASE_LAYER], "wf", [])
+    assert [w["name"] for w in wanted] == ["wf-base-1", "wf-base-2", "wf-base-3"]
+    assert [w["location"] for w in wanted] == ["fsn1", "nbg1", "fsn1"]
+    assert wanted[0] == {"name": "wf-base-1", "layer": "base", "server_type": "cx22", "image": "debian-12",
+                         "location": "fsn1", "placement_group": "wf-base-1",
+                         "labels": {"role": "bitnet", "managed-by": "wf", "layer": "base"}}
+
+
+def test_provision_wanted_keeps_the_lowest_and_fills_the_lowest_free():
+    servers = [server("wf-base-2"), server("wf-base-5"), server("wf-base-7"), server("wf-base-1", project=None),
+               server("wf-gpu-1", layer="gpu"), server("wf-base-x")]
+    # wf-base-3 is a dedicated server the inventory lists. Another owner's wf-base-1 is not
+    # skipped: the plan then refuses to make it (Provision | check no server of another owner ...).
+    layer = {**BASE_LAYER, "count": 5}
+    names = [w["name"] for w in provision_wanted([layer], "wf", servers, ["wf-base-3", "wf-base-5"])]
+    assert names == ["wf-base-1", "wf-base-2", "wf-base-4", "wf-base-5", "wf-base-7"]
+    assert [w["name"] for w in provision_wanted([{**BASE_LAYER, "count": 2}], "wf", servers)] == ["wf-base-2", "wf-base-5"]
+    assert provision_wanted([{**BASE_LAYER, "count": 0}], "wf", servers) == []
+
+
+def test_provision_wanted_fills_placement_groups_of_spread_max():
+    wanted = provision_wanted([{**BASE_LAYER, "count": "5", "image": "ubuntu-24.04"}], "wf", [], spread_max=2)
+    assert [w["placement_group"] for w in wanted] == ["wf-base-1", "wf-base-1", "wf-base-2", "wf-base-2", "wf-base-3"]
+    assert {w["image"] for w in wanted} == {"ubuntu-24.04"}
+
+
+def test_provision_too_many_deletions_per_layer():
+    managed = [server(f"wf-base-{n}") for n in (1, 2, 3, 4)] + [server("wf-gpu-1", layer="gpu")]
+    assert provision_too_many_deletions(managed[2:4], managed, 0.5) == []
+    assert provision_too_many_deletions(managed[1:], managed, "0.5") == ["base (3 of 4)", "gpu (1 of 1)"]
+    assert provision_too_many_deletions([server("wf-x-1", layer=None) | {"labels": {}}], managed, 0) == []

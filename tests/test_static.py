@@ -81,6 +81,9 @@ def test_inventory_plugin_docs_render():
     ("filter", "pip_lock_problems", "require-hashes"),
     ("filter", "wireguard_network_conflicts", "connected route"),
     ("filter", "wireguard_route_conflicts", "default route"),
+    ("filter", "base_rule_problems", "sources"),
+    ("filter", "provision_wanted", "placement group"),
+    ("filter", "provision_too_many_deletions", "GONE of HAVE"),
     ("test", "login_name", "useradd"),
     ("test", "interface_name", "IFNAMSIZ"),
 ])
