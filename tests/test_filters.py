@@ -22,6 +22,7 @@ from login_name import login_name  # noqa: E402
 from pip_lock import pip_lock_problems  # noqa: E402
 from provision import provision_too_many_deletions, provision_wanted  # noqa: E402
 from role_vars import unknown_role_vars  # noqa: E402
+from serve import serve_base_layer, serve_shipped_releases  # noqa: E402
 from runbook import runbook_host_problems  # noqa: E402
 from wireguard import (wireguard_addresses, wireguard_network_conflicts, wireguard_registry,  # noqa: E402
                        wireguard_route_conflicts)
@@ -437,3 +438,37 @@ def test_provision_too_many_deletions_per_layer():
     assert provision_too_many_deletions(managed[2:4], managed, 0.5) == []
     assert provision_too_many_deletions(managed[1:], managed, "0.5") == ["base (3 of 4)", "gpu (1 of 1)"]
     assert provision_too_many_deletions([server("wf-x-1", layer=None) | {"labels": {}}], managed, 0) == []
+
+
+SERVE_AVX2 = {"release": "r-avx2", "os": "debian:12", "arch": "x86_64", "cpu_flags": ["avx2"],
+        "models": [{"name": "tiny", "url": "https://m/tiny.gguf", "sha256": "ab", "args": []}]}
+SERVE_AVX512 = {**SERVE_AVX2, "release": "r-avx512", "cpu_flags": ["avx2", "avx512f"]}
+
+
+def test_serve_base_layer_takes_each_release_once_and_the_named_or_first_model():
+    other = {"name": "big", "url": "https://m/big.gguf", "sha256": "cd"}
+    facts = [SERVE_AVX2, {**SERVE_AVX512, "models": [other]}, SERVE_AVX2, {"models": []}]
+    base = serve_base_layer(facts, "")
+    assert [r["release"] for r in base["releases"]] == ["r-avx2", "r-avx512"]
+    assert base["model"]["name"] == "tiny" and base["problems"] == []
+    assert serve_base_layer(facts, "big")["model"] == other
+
+
+@pytest.mark.parametrize(("facts", "model", "problem"), [
+    ([], "", "no base host records a BitNet release: run playbooks/bitnet.yml"),
+    ([{"models": [{"name": "tiny"}]}], "tiny", "no base host records a BitNet release"),
+    ([SERVE_AVX2, SERVE_AVX2], "huge", 'serve_model "huge" is not served by the base layer (it serves: tiny)'),
+    ([SERVE_AVX2, {**SERVE_AVX512, "os": "ubuntu:24.04"}], "", "built on debian:12 and ubuntu:24.04: a replica runs one distribution"),
+    ([{**SERVE_AVX2, "models": [{"name": "tiny", "sha256": "ab"}]}], "tiny", "model tiny needs a url and a sha256 in bitnet_models"),
+])
+def test_serve_base_layer_names_what_stops_the_replicas(facts, model, problem):
+    [found] = serve_base_layer(facts, model)["problems"]
+    assert problem in found
+
+
+def test_serve_shipped_releases_best_first_with_their_digests():
+    results = [{"item": SERVE_AVX2, "stat": {"checksum": "1" * 64}}, {"item": SERVE_AVX512, "stat": {"checksum": "2" * 64}},
+               {"item": {**SERVE_AVX2, "release": "r-generic", "cpu_flags": []}, "stat": {"checksum": "3" * 64}}]
+    shipped = serve_shipped_releases(results)
+    assert [r["key"] for r in shipped] == ["r-avx512", "r-avx2", "r-generic"]
+    assert shipped[0] == {"arch": "x86_64", "cpu_flags": ["avx2", "avx512f"], "key": "r-avx512", "sha256": "2" * 64, "rank": 2}

@@ -84,6 +84,8 @@ def test_inventory_plugin_docs_render():
     ("filter", "base_rule_problems", "sources"),
     ("filter", "provision_wanted", "placement group"),
     ("filter", "provision_too_many_deletions", "GONE of HAVE"),
+    ("filter", "serve_base_layer", "problems"),
+    ("filter", "serve_shipped_releases", "CPU flags"),
     ("test", "login_name", "useradd"),
     ("test", "interface_name", "IFNAMSIZ"),
 ])
