@@ -5,8 +5,8 @@ lab image; those of the SkyPilot client's roles run on this controller.
 
 The scenarios of roles that a lab also converges and tests end to end (LAB_TESTED) take four to
 ten minutes each on a 2-core machine: a run takes those whose role the last commit or the working
-tree changes (its README aside), and one more in turn by the commit count, so each runs at least
-every fifth commit. WF_MOLECULE=all runs all of them."""
+tree changes (its README aside), and one more in turn by the commit count (in a shallow clone, by
+the commit's hash), so each runs at least every fifth commit. WF_MOLECULE=all runs all of them."""
 
 from __future__ import annotations
 
@@ -35,12 +35,17 @@ def lab_tested_to_run() -> set[str]:
     if os.environ.get("WF_MOLECULE") == "all":
         return set(LAB_TESTED)
     try:
-        count = int(git("rev-list", "--count", "HEAD")[0])
-        changed = git("diff", "--name-only", "HEAD") + (git("diff", "--name-only", "HEAD~1", "HEAD") if count > 1 else [])
+        changed = git("diff", "--name-only", "HEAD")
+        if git("rev-parse", "--is-shallow-repository") == ["true"]:
+            # A shallow clone knows neither the count nor the parent: the commit's hash picks.
+            turn = int(git("rev-parse", "HEAD")[0], 16)
+        else:
+            turn = int(git("rev-list", "--count", "HEAD")[0])
+            changed += git("diff", "--name-only", "HEAD~1", "HEAD") if turn > 1 else []
     except (OSError, subprocess.CalledProcessError):
         return set(LAB_TESTED)
     roles = {path.split("/")[1] for path in changed if path.startswith("roles/") and not path.endswith(".md")}
-    return {LAB_TESTED[count % len(LAB_TESTED)]} | (roles & set(LAB_TESTED))
+    return {LAB_TESTED[turn % len(LAB_TESTED)]} | (roles & set(LAB_TESTED))
 
 
 SCENARIOS = sorted((p.parent.parent.parent, p.parent.name) for p in ROOT.glob("roles/*/molecule/*/molecule.yml"))
