@@ -10,6 +10,7 @@ the commit's hash), so each runs at least every fifth commit. WF_MOLECULE=all ru
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 
@@ -27,13 +28,15 @@ ON_THE_FLEET = {"base", "bitnet", "frontdoor", "wireguard"}
 LAB_TESTED = ("base", "bitnet", "frontdoor", "skypilot_node_pool", "wireguard")
 
 
-def lab_tested_to_run() -> set[str]:
-    """The LAB_TESTED roles whose scenario this run takes (all of them outside a git checkout)."""
+@functools.cache
+def lab_tested_to_run() -> frozenset[str]:
+    """The LAB_TESTED roles whose scenario this run takes (all of them outside a git checkout);
+    asked once per run, not once per scenario."""
     def git(*args: str) -> list[str]:
         return subprocess.run(["git", *args], cwd=ROOT, text=True, capture_output=True, check=True).stdout.split()
 
     if os.environ.get("WF_MOLECULE") == "all":
-        return set(LAB_TESTED)
+        return frozenset(LAB_TESTED)
     try:
         changed = git("diff", "--name-only", "HEAD")
         if git("rev-parse", "--is-shallow-repository") == ["true"]:
@@ -43,9 +46,9 @@ def lab_tested_to_run() -> set[str]:
             turn = int(git("rev-list", "--count", "HEAD")[0])
             changed += git("diff", "--name-only", "HEAD~1", "HEAD") if turn > 1 else []
     except (OSError, subprocess.CalledProcessError):
-        return set(LAB_TESTED)
+        return frozenset(LAB_TESTED)
     roles = {path.split("/")[1] for path in changed if path.startswith("roles/") and not path.endswith(".md")}
-    return {LAB_TESTED[turn % len(LAB_TESTED)]} | (roles & set(LAB_TESTED))
+    return frozenset({LAB_TESTED[turn % len(LAB_TESTED)]} | (roles & set(LAB_TESTED)))
 
 
 SCENARIOS = sorted((p.parent.parent.parent, p.parent.name) for p in ROOT.glob("roles/*/molecule/*/molecule.yml"))
