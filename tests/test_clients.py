@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
-from wrinklefree_lab.clients import assert_streamed, check_api, client, stream_chat
+from wrinklefree_lab.clients import assert_streams_as_made, check_api, client, stream_chat
 from wrinklefree_lab.helpers import ROOT, api_key, env, fact, fetch, output, playbook, sh, stats
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
@@ -45,7 +45,7 @@ def test_chat_completion_and_models_through_the_front_door(api):
 
 
 def test_a_stream_reaches_the_client_as_it_is_made(api):
-    assert_streamed(stream_chat(api, "tiny", 40), 40)
+    assert_streams_as_made(lambda: stream_chat(api, "tiny", 40), 40)
 
 
 def test_a_wrong_or_missing_key_is_refused_by_the_front_door(fleet, endpoint):

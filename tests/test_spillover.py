@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 from wrinklefree_lab import cloud_vm
 from wrinklefree_lab.helpers import api_key, fact, fetch, metric, output, playbook, sh, stats
-from wrinklefree_lab.clients import assert_streamed, client, stream_chat
+from wrinklefree_lab.clients import arrived_as_made, assert_streamed, client, stream_chat
 from wrinklefree_lab.loadgen import load
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
@@ -162,6 +162,9 @@ def test_a_spilled_request_streams_to_an_openai_client(fleet, burst_vm, front_do
     assert len(results) == 2
     for result in results:
         assert_streamed(result, STREAM_TOKENS)
+    # A buffering hop bunches both streams; a client the loaded machine did not schedule in time
+    # may bunch one by chance.
+    assert any(arrived_as_made(result) for result in results), [result.arrivals for result in results]
     assert (burst_tokens(burst_vm) - tokens_before) % LOAD_TOKENS == 2 * STREAM_TOKENS
 
 
