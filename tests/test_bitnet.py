@@ -118,9 +118,11 @@ def test_servers_ask_every_request_but_health_for_the_key(fleet_first_run):
     assert key not in sh(HOSTS[0], "cat /etc/bitnet/*.env; ps -eo args").stdout
 
 
-def test_second_run_and_check_mode_change_nothing(fleet_second_run, fleet_check_run):
+def test_second_run_and_check_mode_change_nothing(fleet, fleet_second_run, fleet_check_run):
     assert changed_hosts(fleet_second_run) == {}
+    assert set(fleet_second_run.stats["ok"]) == {*HOSTS, "localhost"}
     assert changed_hosts(fleet_check_run) == {}
+    assert set(fleet_check_run.stats["ok"]) == {fleet.host(1), "localhost"}
 
 
 def cached_release(fleet, host: str) -> Path:

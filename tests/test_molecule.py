@@ -4,9 +4,9 @@ verify, cleanup, destroy. Scenarios on lab hosts (driver managed) need the
 lab image; those of the SkyPilot client's roles run on this controller.
 
 The scenarios of roles that a lab also converges and tests end to end (LAB_TESTED) take four to
-ten minutes each on a 2-core machine: a run takes those whose role the last commit or the working
-tree changes (its README aside), and one more in turn by the commit count (in a shallow clone, by
-the commit's hash), so each runs at least every fifth commit. WF_MOLECULE=all runs all of them."""
+ten minutes each on a 2-core machine, and the labs cover what they test: a run takes those whose
+role the working tree or the last commit changes (its README aside). WF_MOLECULE=all runs all of
+them."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ import yaml
 from wrinklefree_lab.helpers import ROOT, recap_changed, run
 
 # Roles whose idempotence and check mode site.yml's second run and check run on the converged
-# fleet prove (conftest's fleet_second_run and fleet_check_run: every host, changed=0): their
+# fleet prove (conftest's fleet_second_run on every host, fleet_check_run on the edge host,
+# which runs every role's tasks: changed=0): their
 # scenarios skip both, and test the role alone: converge and verify.
 ON_THE_FLEET = {"base", "bitnet", "frontdoor", "wireguard"}
 
@@ -39,16 +40,13 @@ def lab_tested_to_run() -> frozenset[str]:
         return frozenset(LAB_TESTED)
     try:
         changed = git("diff", "--name-only", "HEAD")
-        if git("rev-parse", "--is-shallow-repository") == ["true"]:
-            # A shallow clone knows neither the count nor the parent: the commit's hash picks.
-            turn = int(git("rev-parse", "HEAD")[0], 16)
-        else:
-            turn = int(git("rev-list", "--count", "HEAD")[0])
-            changed += git("diff", "--name-only", "HEAD~1", "HEAD") if turn > 1 else []
+        # A shallow clone has no parent to compare with.
+        if git("rev-parse", "--is-shallow-repository") != ["true"] and int(git("rev-list", "--count", "HEAD")[0]) > 1:
+            changed += git("diff", "--name-only", "HEAD~1", "HEAD")
     except (OSError, subprocess.CalledProcessError):
         return frozenset(LAB_TESTED)
     roles = {path.split("/")[1] for path in changed if path.startswith("roles/") and not path.endswith(".md")}
-    return frozenset({LAB_TESTED[turn % len(LAB_TESTED)]} | (roles & set(LAB_TESTED)))
+    return frozenset(roles & set(LAB_TESTED))
 
 
 SCENARIOS = sorted((p.parent.parent.parent, p.parent.name) for p in ROOT.glob("roles/*/molecule/*/molecule.yml"))
@@ -58,7 +56,7 @@ SCENARIOS = sorted((p.parent.parent.parent, p.parent.name) for p in ROOT.glob("r
 @pytest.mark.parametrize("role_dir,scenario", SCENARIOS, ids=lambda v: getattr(v, "name", v))
 def test_scenario(request, role_dir, scenario):
     if role_dir.name in LAB_TESTED and role_dir.name not in lab_tested_to_run():
-        pytest.skip(f"{role_dir.name}: a lab tests the role end to end; its scenario runs in turn (WF_MOLECULE=all runs it now)")
+        pytest.skip(f"{role_dir.name}: a lab tests the role end to end; its scenario runs when the role changes (WF_MOLECULE=all runs it now)")
     driver = yaml.safe_load((role_dir / "molecule" / scenario / "molecule.yml").read_text())["driver"]
     if driver.get("options", {}).get("managed", True):
         request.getfixturevalue("lab_image")
