@@ -44,7 +44,7 @@ def violations(role: str) -> list[str]:
         for other in others:
             # An identifier of the other role's: its private (other__) or public (other_) names;
             # a role name that prefixes another's (none today) would need a longer match first.
-            for name in sorted(set(re.findall(rf"(?<![\w.]){other}_\w+", evaluated))):
+            for name in sorted(set(re.findall(rf"(?<!\w){other}_\w+", evaluated))):
                 found.append(f"{where} reads {name} (role {other}'s)")
             if re.search(rf"ansible_local\s*(?:\.|\[\s*['\"]){other}\b", evaluated):
                 found.append(f"{where} reads role {other}'s local fact")
@@ -73,6 +73,7 @@ def test_the_check_finds_a_reach_into_another_role(tmp_path, monkeypatch):
         {"name": "b", "ansible.builtin.debug": {"msg": "x"}, "when": "base_ssh_allow_tcp_forwarding | bool"},
         {"name": "c", "ansible.builtin.include_vars": {"file": "{{ role_path }}/../bitnet/defaults/main.yml"}},
         {"name": "d", "ansible.builtin.debug": {"msg": "{{ x | wrinklefree.deployer.bitnet_server_args }}"}},
+        {"name": "e", "ansible.builtin.debug": {"msg": "{{ hostvars[item].wireguard_port }}"}},
     ]))
     monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
     found = violations("frontdoor")
@@ -80,6 +81,7 @@ def test_the_check_finds_a_reach_into_another_role(tmp_path, monkeypatch):
     assert any("role wireguard's local fact" in f for f in found)
     assert any("base_ssh_allow_tcp_forwarding" in f for f in found)
     assert any("role bitnet's files" in f for f in found)
+    assert any("wireguard_port" in f for f in found), "another host's input, read through hostvars"
     assert not any("bitnet_server_args" in f for f in found)
 
 
