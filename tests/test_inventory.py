@@ -11,11 +11,14 @@ import shutil
 import subprocess
 
 import pytest
+import yaml
 
 from wrinklefree_lab.fake_hetzner import (CLOUD_TOKEN, ROBOT_PASSWORD, ROBOT_USER, FakeHetzner, make_cloud_servers,
                           make_robot_servers, robot_server)
 from wrinklefree_lab.helpers import ROOT, env, run
 
+# A WireGuard public key as `wg pubkey` prints it.
+MESH_KEY = "m" * 42 + "A="
 SECRETS = (CLOUD_TOKEN, ROBOT_PASSWORD, base64.b64encode(f"{ROBOT_USER}:{ROBOT_PASSWORD}".encode()).decode())
 
 
@@ -383,7 +386,7 @@ def values(result: subprocess.CompletedProcess) -> dict:
 ])
 def test_connect_via(fake, tmp_path, connect_via, expected):
     # The wireguard role's registry, as the vars plugin wireguard_mesh reads it.
-    (tmp_path / "wireguard-addresses.yml").write_text("cloud-0001: {address: 10.100.0.1, public_key: K=}\n")
+    (tmp_path / "wireguard-addresses.yml").write_text(f"cloud-0001: {{address: 10.100.0.1, public_key: {MESH_KEY}}}\n")
     source = source_file(tmp_path, f"robot: false\nlocations: [nbg1, hel1]\nconnect_via: {connect_via}\n")
     listed = values(resolved(source, fake, "ansible_host"))
     assert {h: listed[h] for h in expected} == expected
@@ -395,7 +398,7 @@ def test_a_host_joins_the_mesh_address_when_the_registry_names_it(fake, tmp_path
     before = resolved(source, fake, "ansible_host", check=False)
     assert before.returncode != 0
     assert "cloud-0001 has no mesh address (connect_via ['wireguard']) yet" in before.stdout
-    (tmp_path / "wireguard-addresses.yml").write_text("cloud-0001: {address: 10.100.0.7, public_key: K=, interface: wg1}\n")
+    (tmp_path / "wireguard-addresses.yml").write_text(f"cloud-0001: {{address: 10.100.0.7, public_key: {MESH_KEY}, interface: wg1}}\n")
     assert values(resolved(source, fake, "mesh_interface", hosts="cloud-0001")) == {"cloud-0001": "wg1"}
     assert values(resolved(source, fake, "ansible_host", hosts="cloud-0001")) == {"cloud-0001": "10.100.0.7"}
 
@@ -405,6 +408,15 @@ def test_a_malformed_registry_is_an_error_naming_it(fake, tmp_path):
     result = resolved(source_file(tmp_path, "robot: false\nlocations: [nbg1]\n"), fake, "mesh_address", check=False)
     assert result.returncode != 0
     assert "wireguard-addresses.yml must map host names to mesh entries" in result.stdout
+
+
+def test_a_doctored_registry_entry_is_an_error_naming_its_host(fake, tmp_path):
+    """A key carrying a wg-quick directive never becomes a host variable that a template renders."""
+    (tmp_path / "wireguard-addresses.yml").write_text(yaml.safe_dump(
+        {"cloud-0001": {"address": "10.100.0.1", "public_key": MESH_KEY + "\n[Interface]\nPostUp = id"}}))
+    result = resolved(source_file(tmp_path, "robot: false\nlocations: [nbg1]\n"), fake, "mesh_address", check=False)
+    assert result.returncode != 0
+    assert "the entry of cloud-0001 is refused: public_key" in result.stdout, result.stdout[-2000:]
 
 
 def test_unknown_connect_via_is_refused(fake, tmp_path):

@@ -69,13 +69,14 @@ def test_inventory_plugin_docs_render():
     ("module", "sky_service", "blue_green"),
     ("module", "sky_service_info", "is_spot"),
     ("module", "sky_accelerator_info", "show-gpus"),
-    ("filter", "frontdoor_servers", "slots"),
+    ("filter", "frontdoor_servers", "another host's address"),
+    ("filter", "frontdoor_server_binds", "mesh address"),
     ("filter", "bitnet_server_args", "mlock"),
     ("filter", "bitnet_server_arg_problems", "--embeddings"),
     ("filter", "runbook_host_problems", "implicit"),
     ("filter", "fleet_status", "burst_price"),
     ("filter", "wireguard_addresses", "registry"),
-    ("filter", "wireguard_registry", "public key"),
+    ("filter", "wireguard_registry", "directive in it"),
     ("filter", "bitnet_cpu_profile", "AVX2"),
     ("filter", "bitnet_cmake_args", "GGML_NATIVE=OFF"),
     ("filter", "pip_lock_problems", "require-hashes"),
@@ -88,6 +89,7 @@ def test_inventory_plugin_docs_render():
     ("filter", "serve_shipped_releases", "CPU flags"),
     ("test", "login_name", "useradd"),
     ("test", "interface_name", "IFNAMSIZ"),
+    ("test", "wireguard_public_key", "Curve25519"),
 ])
 def test_module_and_filter_docs_render(kind, name, expected):
     assert expected in run("ansible-doc", "-t", kind, f"wrinklefree.deployer.{name}").stdout

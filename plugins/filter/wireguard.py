@@ -6,6 +6,8 @@ import ipaddress
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.wrinklefree.deployer.plugins.module_utils.mesh_entry import entry_problems
+
 
 def _registered(entry):
     """The address of a registry entry, which is a mapping with `address` or a bare address."""
@@ -105,8 +107,16 @@ def wireguard_registry(addresses, current, registry=None, released=None):
     endpoint and interface from ``current`` (what the hosts of this run reported) or else from the old
     ``registry`` (a host unreachable now keeps its place in the mesh). A host with no public
     key in either has not joined yet and is left out. An old entry of a host absent from
-    ``addresses`` stays as it was, unless the host is in ``released``."""
+    ``addresses`` stays as it was, unless the host is in ``released``. A report or an entry
+    not in its strict form (module_utils mesh_entry: no newline, no wg-quick directive) is an
+    error naming the host and the field: nothing a host says reaches another host unchecked."""
     registry, released = registry or {}, set(released or [])
+    for host, report in sorted((current or {}).items()):
+        # An empty value is no report (a new host in check mode has no key yet).
+        problems = entry_problems({field: value for field, value in (report or {}).items() if value not in (None, "")})
+        if problems:
+            raise AnsibleFilterError(f"wireguard: the report of {host} is refused, nothing of it is recorded or "
+                                     f"given to another host: {'; '.join(problems)}")
     result = {host: entry for host, entry in registry.items()
               if host not in addresses and host not in released and isinstance(entry, dict) and entry.get("public_key")}
     for host, address in sorted(addresses.items()):
@@ -119,6 +129,10 @@ def wireguard_registry(addresses, current, registry=None, released=None):
             interface = now.get("interface") or old.get("interface")
             if interface:
                 result[host]["interface"] = interface
+    for host, entry in sorted(result.items()):
+        problems = entry_problems(entry)
+        if problems:
+            raise AnsibleFilterError(f"wireguard: the registry entry of {host} is refused: {'; '.join(problems)}")
     return result
 
 

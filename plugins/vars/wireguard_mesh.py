@@ -30,6 +30,9 @@ options:
 notes:
   - A registry that is not a mapping of host names to mappings (or to an address, the old format)
     is an error naming the file, never an empty mesh.
+  - So is an entry whose public key, address, endpoint or interface is not in its strict form
+    (44 characters of base64, an IP address, C(HOST:PORT) or C([IPv6]:PORT), an interface name),
+    so a doctored file cannot put a newline or a C(wg-quick) directive into any host's configuration.
 """
 
 EXAMPLES = r"""
@@ -54,6 +57,8 @@ import yaml
 from ansible.errors import AnsibleParserError
 from ansible.inventory.group import InventoryObjectType
 from ansible.plugins.vars import BaseVarsPlugin
+
+from ansible_collections.wrinklefree.deployer.plugins.module_utils.mesh_entry import entry_problems
 
 REGISTRY = "wireguard-addresses.yml"
 FIELDS = ("address", "public_key", "endpoint", "interface")
@@ -104,5 +109,8 @@ class VarsModule(BaseVarsPlugin):
                 raise AnsibleParserError(f"wireguard_mesh: {path}: {host} has no address")
             registry[str(host)] = {field: address if field == "address" else entry[field]
                                    for field in FIELDS if field == "address" or entry.get(field)}
+            problems = entry_problems(registry[str(host)])
+            if problems:
+                raise AnsibleParserError(f"wireguard_mesh: {path}: the entry of {host} is refused: {'; '.join(problems)}")
         self._cache[path] = (stamp, registry)
         return registry
