@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import hmac
 import inspect
 import itertools
 import json
@@ -233,9 +234,23 @@ def test_job_is_launched_once_and_cancelled(sdk):
     assert calls(sdk()) == ["jobs.launch", "jobs.cancel", "jobs.launch"]
 
 
-def test_service_up_update_and_down(sdk):
+def test_service_up_update_and_down(sdk, tmp_path):
     assert sky_play("playbooks/serve.yml").rc == 0
     assert sky_play("playbooks/serve.yml").stats["changed"] == {}
+    # The record of what was applied is its owner's alone and holds only an HMAC of the secrets:
+    # a plain hash would let whoever reads it test guesses of the key offline (issue 32, finding 9).
+    state = tmp_path / ".sky" / "wrinklefree-deployer" / "services"
+    [record_path] = state.glob("*.json")
+    record, key = json.loads(record_path.read_text()), (state / ".fingerprint-key").read_bytes()
+    secrets = {"BITNET_API_KEY": "burst-secret-value-0123"}
+    canonical = json.dumps([record["spec"], sorted(secrets.items())], sort_keys=True).encode()
+    assert sorted(record) == ["hmac", "spec"] and record["hmac"] == hmac.new(key, canonical, hashlib.sha256).hexdigest()
+    assert hashlib.sha256(canonical).hexdigest() not in record_path.read_text() and len(key) == 32
+    assert {oct(path.stat().st_mode & 0o777) for path in (state, record_path, state / ".fingerprint-key")} <= {"0o600", "0o700"}
+    # A record an earlier version wrote (a plain hash) is taken once, without an update, and replaced.
+    record_path.write_text(json.dumps({"spec": record["spec"], "fingerprint": hashlib.sha256(canonical).hexdigest()}))
+    assert sky_play("playbooks/serve.yml").stats["changed"] == {}
+    assert json.loads(record_path.read_text()) == record
     check = sky_play("playbooks/serve.yml", "--check --diff", serve_max_replicas=9)
     assert check.rc == 0 and check.stats["changed"] == {"localhost": 1}
     assert "-    max_replicas: 4" in output(check) and "+    max_replicas: 9" in output(check)

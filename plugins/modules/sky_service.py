@@ -10,9 +10,12 @@ description:
   - C(state=present) runs C(serve up) when the service does not exist, C(serve update) (rolling by
     default, blue-green on request) when the desired spec differs from the one last applied, and
     nothing when they are equal. C(state=absent) takes the service down.
-  - SkyServe does not return a service's spec, so the module keeps the spec it applied (and a
-    hash of the secret values, never the values) in O(state_dir) on the host that runs it. A
-    service changed by other means is not noticed until its spec here changes.
+  - SkyServe does not return a service's spec, so the module keeps the spec it applied in
+    O(state_dir) on the host that runs it, in files only their owner may read. A service changed
+    by other means is not noticed until its spec here changes.
+  - Of the secret values it keeps only an HMAC, keyed with a random key of O(state_dir)
+    (C(.fingerprint-key)), never the values or a plain hash of them, which would let anyone who
+    reads the record test guesses of a key offline.
   - The spec is validated with SkyPilot's own loader, then with the checks SkyPilot's API server
     runs on C(serve up) and C(serve update) (its C(validate_service_task), which refuses spot and
     on-demand resources mixed other than through C(dynamic_ondemand_fallback) or
@@ -98,16 +101,52 @@ replicas:
 """
 
 import hashlib
+import hmac
 import json
 import os
+import secrets as secrets_module
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.wrinklefree.deployer.plugins.module_utils.sky_sdk import call, check_request, import_sky, load_task, report, service, spec_text
 
 
-def fingerprint(spec, secrets):
-    """What decides whether an update is due: the spec and the secret values, hashed."""
-    return hashlib.sha256(json.dumps([spec, sorted(secrets.items())], sort_keys=True).encode()).hexdigest()
+def _canonical(spec, secrets):
+    return json.dumps([spec, sorted(secrets.items())], sort_keys=True).encode()
+
+
+def fingerprint(key, spec, secrets):
+    """What decides whether an update is due: the spec and the secret values, under an HMAC."""
+    return hmac.new(key, _canonical(spec, secrets), hashlib.sha256).hexdigest()
+
+
+def legacy_fingerprint(spec, secrets):
+    """The plain sha256 that records of earlier versions hold: compared once, then replaced."""
+    return hashlib.sha256(_canonical(spec, secrets)).hexdigest()
+
+
+def write_private(path, data):
+    """Write ``path`` (replacing it) readable by its owner only."""
+    descriptor = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+    os.chmod(path + ".tmp", 0o600)
+    os.replace(path + ".tmp", path)
+
+
+def fingerprint_key(state_dir, create):
+    """The state directory's HMAC key: made once (32 random bytes, 0600); None in check mode
+    before it exists."""
+    path = os.path.join(state_dir, ".fingerprint-key")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        if not create:
+            return None
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    write_private(path, secrets_module.token_bytes(32))
+    with open(path, "rb") as handle:
+        return handle.read()
 
 
 def main():
@@ -145,8 +184,14 @@ def main():
     # serve up and serve update run the same checks on the server.
     check_request(module, task, "serve up", name)
     current = service(module, sky, name)
-    wanted = fingerprint(spec, secrets)
-    if current is not None and applied.get("fingerprint") == wanted:
+    state_dir = module.params["state_dir"]
+    key = fingerprint_key(state_dir, create=not module.check_mode)
+    same = (key is not None and hmac.compare_digest(applied.get("hmac", ""), fingerprint(key, spec, secrets))
+            or applied.get("fingerprint") == legacy_fingerprint(spec, secrets))
+    if current is not None and same:
+        if "fingerprint" in applied and not module.check_mode:
+            # An earlier version's record: the same spec, its plain hash replaced by the HMAC.
+            write_private(record_path, json.dumps({"spec": spec, "hmac": fingerprint(key, spec, secrets)}, sort_keys=True).encode())
         module.exit_json(changed=False, action="none", **report(current))
     action = "up" if current is None else "update"
     diff = {"before": spec_text(applied.get("spec")) if current is not None and applied else "",
@@ -158,10 +203,7 @@ def main():
     else:
         call(module, sky, "serve update", sky.serve.update, task, service_name=name,
              mode=sky.serve.UpdateMode(module.params["mode"]))
-    os.makedirs(module.params["state_dir"], mode=0o700, exist_ok=True)
-    with open(record_path + ".tmp", "w", encoding="utf-8") as handle:
-        json.dump({"spec": spec, "fingerprint": wanted}, handle, sort_keys=True)
-    os.replace(record_path + ".tmp", record_path)
+    write_private(record_path, json.dumps({"spec": spec, "hmac": fingerprint(key, spec, secrets)}, sort_keys=True).encode())
     module.exit_json(changed=True, action=action, diff=diff, **report(service(module, sky, name)))
 
 
