@@ -240,6 +240,21 @@ def test_node_pool_input_is_checked_before_any_host_change(closed_host, tmp_path
         assert message in text, text[-3000:]
 
 
+def test_a_port_of_k3s_on_a_pool_host_is_refused(closed_host, tmp_path):
+    """k3s's API (6443) on the node pool's hosts is a port no other layer may take: an SSH port
+    moved there would lose the pool or the host (issue 32, finding 10)."""
+    inventory = yaml.safe_load(closed_host.read_text())
+    inventory["all"]["children"]["sky_controller"] = {"hosts": {"closed-a": None}}
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    runner = playbook("playbooks/preflight.yml", tmp_path / "hosts.yml",
+                      extravars={"base_admin_ssh_public_keys": [GOOD_KEY], "base_ssh_tcp_forwarding_users": ["skypilot"],
+                                 "skypilot_node_pool_via": "ansible_host", "skypilot_node_pool_key_from": ["10.0.0.5"],
+                                 "base_ssh_port": 6443})
+    text = " ".join(output(runner).split())
+    assert runner.stats["failures"] == dict.fromkeys(CLOSED, 1) and runner.stats["dark"] == {}, text[-3000:]
+    assert "closed-a: base_ssh_port 6443, frontdoor_port 8000, the front door's statistics 8404, k3s's API 6443" in text
+
+
 def test_one_hosts_bad_input_stops_every_host(closed_host, tmp_path):
     """A value wrong on one host only: preflight stops the others too, before any contact."""
     inventory = yaml.safe_load(closed_host.read_text())

@@ -22,6 +22,7 @@ from frontdoor import frontdoor_server_binds, frontdoor_servers  # noqa: E402
 from interface_name import interface_name  # noqa: E402
 from login_name import login_name  # noqa: E402
 from pip_lock import pip_lock_problems  # noqa: E402
+from preflight import preflight_layer_problems  # noqa: E402
 from provision import provision_too_many_deletions, provision_wanted  # noqa: E402
 from role_vars import unknown_role_vars  # noqa: E402
 from serve import serve_base_layer, serve_shipped_releases  # noqa: E402
@@ -532,3 +533,22 @@ def test_serve_shipped_releases_best_first_with_their_digests():
     shipped = serve_shipped_releases(results)
     assert [r["key"] for r in shipped] == ["r-avx512", "r-avx2", "r-generic"]
     assert shipped[0] == {"arch": "x86_64", "cpu_flags": ["avx2", "avx512f"], "key": "r-avx512", "sha256": "2" * 64, "rank": 2}
+
+
+LAYER_DEFAULTS = {"base_ssh_port": 22, "frontdoor_port": 8000, "frontdoor_stats_port": 8404, "base_admin_user": "deploy",
+                  "bitnet_user": "bitnet"}
+
+
+def test_layers_of_a_host_share_no_port_and_no_account():
+    models = {"bitnet_models": [{"name": "m", "port": 8080}]}
+    assert preflight_layer_problems(models, "h", ["base", "bitnet", "edge"], LAYER_DEFAULTS, pool_host=True) == []
+    assert preflight_layer_problems({"base_ssh_port": 8404}, "h", ["base", "edge"], LAYER_DEFAULTS) == [
+        "h: base_ssh_port 8404, frontdoor_port 8000, the front door's statistics 8404 must be different TCP ports"]
+    # A host of the node pool runs k3s: its API and kubelet ports count too (issue 32, finding 10).
+    assert preflight_layer_problems({"base_ssh_port": 6443}, "h", ["base"], LAYER_DEFAULTS) == []
+    assert preflight_layer_problems({"base_ssh_port": 6443}, "h", ["base"], LAYER_DEFAULTS, pool_host=True) == [
+        "h: base_ssh_port 6443, k3s's API 6443, k3s's kubelet 10250 must be different TCP ports"]
+    assert preflight_layer_problems({"bitnet_models": [{"name": "m", "port": 10250}]}, "h", ["bitnet"], LAYER_DEFAULTS,
+                                    pool_host=True)[0].startswith("h: bitnet_models m 10250, k3s's API 6443")
+    assert preflight_layer_problems({"ansible_user": "ops", "bitnet_user": "ops"}, "h", ["bitnet"], LAYER_DEFAULTS) == [
+        "bitnet_user (ops) must not be root, base_admin_user or ansible_user (root, deploy, ops)"]
