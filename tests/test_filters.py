@@ -498,7 +498,10 @@ def test_provision_too_many_deletions_per_layer():
     managed = [server(f"wf-base-{n}") for n in (1, 2, 3, 4)] + [server("wf-gpu-1", layer="gpu")]
     assert provision_too_many_deletions(managed[2:4], managed, 0.5) == []
     assert provision_too_many_deletions(managed[1:], managed, "0.5") == ["base (3 of 4)", "gpu (1 of 1)"]
-    assert provision_too_many_deletions([server("wf-x-1", layer=None) | {"labels": {}}], managed, 0) == []
+    # A managed server whose layer label is gone is no way past the limit (issue 32, finding 5).
+    unlabelled = server("wf-x-1") | {"labels": {"managed-by": "wf"}}
+    assert provision_too_many_deletions([unlabelled], [*managed, unlabelled], 0.5) == ["servers without a layer label (1 of 1)"]
+    assert provision_too_many_deletions([unlabelled], managed, 0.5) == ["servers without a layer label (1 of 1)"]
 
 
 SERVE_AVX2 = {"release": "r-avx2", "os": "debian:12", "arch": "x86_64", "cpu_flags": ["avx2"],

@@ -163,6 +163,14 @@ def test_no_layer_declared_makes_no_api_call(cloud, tmp_path):
     assert [server.name for server in client.servers.get_all()] == ["wrinklefree-base-1"]
 
 
+def test_the_token_goes_over_https_only(cloud, tmp_path):
+    """http carries the read-write token in clear: allowed on loopback only (issue 32, finding 5)."""
+    fake, _ = cloud
+    rc, out = provision(fake, tmp_path, provision_hcloud_endpoint="http://api.hetzner.cloud/v1")
+    assert rc != 0 and "provision_hcloud_endpoint must be https://HOST/PATH" in " ".join(out.split()), out
+    assert sum(fake.requests.values()) == 0
+
+
 def test_a_misspelt_input_is_named(cloud, tmp_path):
     fake, _ = cloud
     rc, out = provision(fake, tmp_path, provision_max_delete_fractoin=1)

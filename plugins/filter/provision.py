@@ -50,13 +50,14 @@ def provision_wanted(layers, project, servers, fleet_hosts=(), spread_max=10):
 def provision_too_many_deletions(leaving, managed, fraction):
     """The layers of which more than ``fraction`` of the servers they have (``managed``) would be
     deleted (``leaving``), each as 'LAYER (GONE of HAVE)', in the order the leaving servers name
-    them. A leaving server without a layer label counts in no layer."""
+    them. The managed servers without a layer label are a group of their own, under the same
+    limit: a label missing is no way past it."""
     out = []
     for layer in dict.fromkeys(_layer_of(s) or "" for s in leaving):
-        gone = sum(1 for s in leaving if _layer_of(s) == layer)
-        have = sum(1 for s in managed if _layer_of(s) == layer)
-        if have and gone / have > float(fraction):
-            out.append(f"{layer} ({gone} of {have})")
+        gone = sum(1 for s in leaving if (_layer_of(s) or "") == layer)
+        have = sum(1 for s in managed if (_layer_of(s) or "") == layer)
+        if gone / max(have, gone) > float(fraction):
+            out.append(f"{layer or 'servers without a layer label'} ({gone} of {max(have, gone)})")
     return out
 
 
