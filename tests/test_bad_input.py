@@ -29,7 +29,10 @@ CASES = {
     "root-lockout": ({"base_ssh_permit_root_login": "no"}, "base_ssh_permit_root_login is \"no\""),
     "allow-users-without-ansible": ({"base_ssh_allow_users": ["deploy"]}, "leaves out root: sshd would refuse Ansible"),
     "allow-users-without-admin": (
-        {"base_ssh_allow_users": ["root@10.0.0.1", "ops"]}, "leaves out deploy: sshd would refuse the admin user"),
+        {"base_ssh_allow_users": ["root", "ops"]}, "leaves out deploy: sshd would refuse the admin user"),
+    # Whether HOST is where Ansible connects from is not known: only a plain name counts (issue 32, finding 11).
+    "allow-users-ansible-at-host": (
+        {"base_ssh_allow_users": ["root@10.0.0.1", "deploy"]}, "leaves out root: sshd would refuse Ansible (ansible_user)"),
     "no-way-to-become": (
         {"ansible_user": "deploy", "base_admin_sudo_nopasswd": False},
         "base_admin_sudo_nopasswd is false but Ansible connects to closed-a as the admin user deploy (ansible_user), whose password is locked",
