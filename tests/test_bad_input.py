@@ -203,6 +203,19 @@ def test_good_values_reach_the_host(closed_host, extravars):
 LOCKS = helpers.ROOT / "tests" / "fixtures"
 
 
+def pool_preflight(closed_host, tmp_path, extravars):
+    """preflight.yml on the closed hosts with closed-a as the SkyPilot controller host, its pool
+    reached at ansible_host: the runner and its output on one line."""
+    inventory = yaml.safe_load(closed_host.read_text())
+    inventory["all"]["children"]["sky_controller"] = {"hosts": {"closed-a": None}}
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    runner = playbook("playbooks/preflight.yml", tmp_path / "hosts.yml",
+                      extravars={"base_admin_ssh_public_keys": [GOOD_KEY], "base_ssh_tcp_forwarding_users": ["skypilot"],
+                                 "skypilot_node_pool_via": "ansible_host", "skypilot_node_pool_key_from": ["10.0.0.5"],
+                                 **extravars})
+    return runner, " ".join(output(runner).split())
+
+
 @pytest.mark.parametrize(("extravars", "message"), [
     ({"skypilot_node_pool_key_from": ["10.0.0.5", "10.1.0.0/16"]}, None),
     ({"skypilot_node_pool_key_from": ["10.0.0.5", "controller.example"]},
@@ -228,14 +241,7 @@ def test_node_pool_input_is_checked_before_any_host_change(closed_host, tmp_path
     own inputs and where they meet the base role's (the pool user's forwarding and login),
     checked by preflight, which contacts no host. (test_node_pool: skypilot.yml played alone
     stops the same way on the side lab.)"""
-    inventory = yaml.safe_load(closed_host.read_text())
-    inventory["all"]["children"]["sky_controller"] = {"hosts": {"closed-a": None}}
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    runner = playbook("playbooks/preflight.yml", tmp_path / "hosts.yml",
-                      extravars={"base_admin_ssh_public_keys": [GOOD_KEY], "base_ssh_tcp_forwarding_users": ["skypilot"],
-                                 "skypilot_node_pool_via": "ansible_host", "skypilot_node_pool_key_from": ["10.0.0.5"],
-                                 **extravars})
-    text = " ".join(output(runner).split())
+    runner, text = pool_preflight(closed_host, tmp_path, extravars)
     if message is None:
         assert runner.rc == 0, text[-3000:]
     else:
@@ -246,14 +252,7 @@ def test_node_pool_input_is_checked_before_any_host_change(closed_host, tmp_path
 def test_a_port_of_k3s_on_a_pool_host_is_refused(closed_host, tmp_path):
     """k3s's API (6443) on the node pool's hosts is a port no other layer may take: an SSH port
     moved there would lose the pool or the host (issue 32, finding 10)."""
-    inventory = yaml.safe_load(closed_host.read_text())
-    inventory["all"]["children"]["sky_controller"] = {"hosts": {"closed-a": None}}
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    runner = playbook("playbooks/preflight.yml", tmp_path / "hosts.yml",
-                      extravars={"base_admin_ssh_public_keys": [GOOD_KEY], "base_ssh_tcp_forwarding_users": ["skypilot"],
-                                 "skypilot_node_pool_via": "ansible_host", "skypilot_node_pool_key_from": ["10.0.0.5"],
-                                 "base_ssh_port": 6443})
-    text = " ".join(output(runner).split())
+    runner, text = pool_preflight(closed_host, tmp_path, {"base_ssh_port": 6443})
     assert runner.stats["failures"] == dict.fromkeys(CLOSED, 1) and runner.stats["dark"] == {}, text[-3000:]
     assert "closed-a: base_ssh_port 6443, frontdoor_port 8000, the front door's statistics 8404, k3s's API 6443" in text
 

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import yaml
 
-from wrinklefree_lab.helpers import ROOT, changed_hosts, env, output, playbook, run, sh_out
+from wrinklefree_lab.helpers import ROOT, changed_hosts, env, mesh_registry, output, playbook, run, sh_out
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("side")]
 
@@ -28,7 +28,7 @@ def test_second_run_changes_nothing(pool_lab, pool_vars, pool_converged):
 
 
 def test_pool_file_lists_every_host_by_its_mesh_address(pool_lab, pool_converged):
-    mesh = yaml.safe_load((pool_lab.inventory / "wireguard-addresses.yml").read_text())
+    mesh = mesh_registry(pool_lab)
     pool = yaml.safe_load(sh_out(pool_lab.host(1), "cat ~/.sky/ssh_node_pools.yaml"))
     assert pool == {"hetzner-base": {"user": "skypilot", "identity_file": "~/.ssh/sky-node-pool",
                                      "hosts": sorted(mesh[h]["address"] for h in mesh)}}
@@ -45,7 +45,7 @@ def forward(host: str, port: int, target: str, address: str) -> str:
 
 
 def test_controller_logs_in_over_the_mesh_with_sudo_and_the_k3s_tunnel_only(pool_lab, pool_converged):
-    mesh = yaml.safe_load((pool_lab.inventory / "wireguard-addresses.yml").read_text())
+    mesh = mesh_registry(pool_lab)
     for port, host in ((18022, pool_lab.host(2)), (18023, pool_lab.host(3))):
         address = mesh[host]["address"]
         assert sh_out(pool_lab.host(1), f"{SSH} skypilot@{address} 'sudo -n id -un'").strip() == "root"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from wrinklefree_lab.helpers import output, playbook, run, sh_out
+from wrinklefree_lab.helpers import mesh_registry, output, playbook, run, sh_out
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("side")]
 
@@ -19,14 +19,14 @@ def wg_peers(host: str) -> set[str]:
 
 def test_remove_host_that_is_unreachable_leaves_every_peer_list_and_the_pool(pool_lab, pool_vars, pool_converged):
     gone = pool_lab.host(3)
-    mesh = yaml.safe_load((pool_lab.inventory / "wireguard-addresses.yml").read_text())
+    mesh = mesh_registry(pool_lab)
     run("podman", "stop", "-t", "2", gone)
     runner = playbook("playbooks/runbooks/remove-host.yml", pool_lab, extravars={**pool_vars, "host": gone})
     assert runner.rc == 0, output(runner)[-4000:]
     assert "Delete the server at Hetzner" in " ".join(output(runner).split())
     for host in (pool_lab.host(1), pool_lab.host(2)):
         assert mesh[gone]["public_key"] not in wg_peers(host)
-    assert gone not in yaml.safe_load((pool_lab.inventory / "wireguard-addresses.yml").read_text())
+    assert gone not in mesh_registry(pool_lab)
     pool = yaml.safe_load(sh_out(pool_lab.host(1), "cat ~/.sky/ssh_node_pools.yaml"))
     assert mesh[gone]["address"] not in pool["hetzner-base"]["hosts"] and len(pool["hetzner-base"]["hosts"]) == 2
 
@@ -37,7 +37,7 @@ def test_add_host_joins_the_mesh_and_the_pool_again(pool_lab, pool_vars, pool_co
     sh_out(back, "systemctl is-system-running --wait || true")
     runner = playbook("playbooks/runbooks/add-host.yml", pool_lab, extravars={**pool_vars, "host": back})
     assert runner.rc == 0, output(runner)[-4000:]
-    mesh = yaml.safe_load((pool_lab.inventory / "wireguard-addresses.yml").read_text())
+    mesh = mesh_registry(pool_lab)
     for host in (pool_lab.host(1), pool_lab.host(2)):
         assert mesh[back]["public_key"] in wg_peers(host)
         sh_out(host, f"for i in 1 2 3 4 5 6; do ping -c1 -W1 {mesh[back]['address']} >/dev/null && exit 0; sleep 1; done; exit 1")

@@ -9,9 +9,8 @@ import json
 import shlex
 
 import pytest
-import yaml
 
-from wrinklefree_lab.helpers import output, playbook, sh, sh_out
+from wrinklefree_lab.helpers import mesh_registry, output, playbook, sh, sh_out
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
 
@@ -24,10 +23,6 @@ exec /usr/bin/wg.real "$@"
 FACT = "/etc/ansible/facts.d/bitnet.fact"
 
 
-def registry(lab) -> dict:
-    return yaml.safe_load((lab.inventory / "wireguard-addresses.yml").read_text())
-
-
 def configs(hosts: list[str], path: str) -> dict[str, str]:
     return {host: sh_out(host, f"cat {path}") for host in hosts}
 
@@ -38,7 +33,7 @@ def test_a_doctored_key_is_refused_and_reaches_no_other_host(fleet, fleet_first_
     configuration changes."""
     hosts = fleet.hosts()
     liar, others = hosts[2], hosts[:2]
-    before, files = registry(fleet), configs(others, "/etc/wireguard/wg0.conf")
+    before, files = mesh_registry(fleet), configs(others, "/etc/wireguard/wg0.conf")
     sh_out(liar, f"mv /usr/bin/wg /usr/bin/wg.real && printf %s {shlex.quote(DOCTORED_WG)} > /usr/bin/wg && chmod 755 /usr/bin/wg")
     try:
         assert "PostUp" in sh_out(liar, "wg pubkey < /etc/wireguard/wg0.key")
@@ -48,7 +43,7 @@ def test_a_doctored_key_is_refused_and_reaches_no_other_host(fleet, fleet_first_
     text = " ".join(output(runner).split())
     assert runner.rc != 0 and set(runner.stats["failures"]) == {liar}, text[-3000:]
     assert f"{liar} reported" in text and "refused, and given to no other host" in text, text[-3000:]
-    assert registry(fleet) == before
+    assert mesh_registry(fleet) == before
     assert configs(others, "/etc/wireguard/wg0.conf") == files
     assert "touch /tmp/pwned" not in files[others[0]] and sh(others[0], "test -e /tmp/pwned", check=False).returncode == 1
 

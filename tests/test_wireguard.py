@@ -8,20 +8,15 @@ from __future__ import annotations
 import time
 
 import pytest
-import yaml
 
 from hcloud import Client
 
-from wrinklefree_lab.helpers import FLEET_PROJECT, changed_hosts, converge, output, playbook, run, sh_out
+from wrinklefree_lab.helpers import FLEET_PROJECT, changed_hosts, converge, mesh_registry, output, playbook, run, sh_out
 
 # The fleet is one lab: its modules run on one pytest-xdist worker, in file order.
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
 
 
-
-
-def registry(lab) -> dict:
-    return yaml.safe_load((lab.inventory / "wireguard-addresses.yml").read_text())
 
 
 def peers(host: str) -> dict[str, dict]:
@@ -51,7 +46,7 @@ def model_server(host: str) -> str:
 def assert_full_mesh(lab, hosts: list[str]) -> None:
     """Every host pings every other over its mesh address, and the counters of exactly that
     peer grow on both ends: the packets went through the tunnel."""
-    mesh = registry(lab)
+    mesh = mesh_registry(lab)
     for source in hosts:
         for target in hosts:
             if source == target:
@@ -83,8 +78,8 @@ def test_keys_stay_on_their_hosts(fleet, fleet_first_run):
 
 def test_every_host_reaches_every_other_through_the_tunnel(fleet, fleet_first_run):
     hosts = [fleet.host(i) for i in (1, 2, 3)]
-    assert sorted(registry(fleet)) == hosts
-    assert len({entry["address"] for entry in registry(fleet).values()}) == 3
+    assert sorted(mesh_registry(fleet)) == hosts
+    assert len({entry["address"] for entry in mesh_registry(fleet).values()}) == 3
     assert_full_mesh(fleet, hosts)
 
 
@@ -111,7 +106,7 @@ def test_adding_a_host_keeps_the_existing_tunnels(fleet, fleet_first_run):
     dedicated host 3 is skipped: wf-fleet-base-4), and the rest of the run converges it into the
     mesh without restarting anyone's tunnel."""
     old = [fleet.host(i) for i in (1, 2, 3)]
-    addresses = {h: registry(fleet)[h]["address"] for h in old}
+    addresses = {h: mesh_registry(fleet)[h]["address"] for h in old}
     identity = {h: interface_identity(h) for h in old}
     counters = {h: peers(h) for h in old}
     servers = {h: model_server(h) for h in old}
@@ -121,7 +116,7 @@ def test_adding_a_host_keeps_the_existing_tunnels(fleet, fleet_first_run):
     assert cloud(fleet).servers.get_by_name(new).labels == {"managed-by": FLEET_PROJECT, "layer": "base", "role": "bitnet.wireguard"}
     assert f"server {new} " in sh_out(fleet.host(1), "cat /etc/haproxy/haproxy.cfg")  # in the front door
     assert {h: model_server(h) for h in old} == servers, "a model server restarted"
-    mesh = registry(fleet)
+    mesh = mesh_registry(fleet)
     assert {h: mesh[h]["address"] for h in old} == addresses
     for host in old:
         assert interface_identity(host) == identity[host], f"wg0 restarted on {host}"
@@ -140,12 +135,12 @@ def test_a_host_gone_from_the_inventory_keeps_its_place_until_it_is_drained_and_
     the fourth host (front door, its model servers, the mesh) and deletes it at the API, whose
     host factory removes its host, and nobody else restarts."""
     old = [fleet.host(i) for i in (1, 2, 3)]
-    entry = registry(fleet)[fleet.host(4)]
+    entry = mesh_registry(fleet)[fleet.host(4)]
     gone = entry["public_key"]
     server = cloud(fleet).servers.get_by_name(fleet.host(4))
     server.power_off().wait_until_finished()
     converge(fleet, "playbooks/wireguard.yml")
-    assert registry(fleet)[fleet.host(4)] == entry
+    assert mesh_registry(fleet)[fleet.host(4)] == entry
     for host in old:
         assert gone in peers(host), host
 
@@ -155,7 +150,7 @@ def test_a_host_gone_from_the_inventory_keeps_its_place_until_it_is_drained_and_
     fleet.count = 3
     assert fleet.host(4) not in [s.name for s in cloud(fleet).servers.get_all()]
     assert run("podman", "container", "exists", fleet.host(4), check=False).returncode == 1  # the factory removed it
-    assert fleet.host(4) not in registry(fleet)
+    assert fleet.host(4) not in mesh_registry(fleet)
     assert f"server {fleet.host(4)} " not in sh_out(fleet.host(1), "cat /etc/haproxy/haproxy.cfg")
     for host in old:
         assert gone not in peers(host) and interface_identity(host) == identity[host], host
@@ -165,10 +160,10 @@ def test_rotating_every_key_one_host_at_a_time_keeps_the_mesh(fleet, fleet_first
     """Each host gets a new key, which the others shake hands with (after the run began) and
     the old one of which they forget; the mesh carries traffic throughout and after."""
     hosts = [fleet.host(i) for i in (1, 2, 3)]
-    old = {h: registry(fleet)[h]["public_key"] for h in hosts}
+    old = {h: mesh_registry(fleet)[h]["public_key"] for h in hosts}
     started = time.time()
     converge(fleet, "playbooks/runbooks/wireguard-rotate-keys.yml", extravars={"rotate": "all"})
-    new = {h: registry(fleet)[h]["public_key"] for h in hosts}
+    new = {h: mesh_registry(fleet)[h]["public_key"] for h in hosts}
     for host in hosts:
         assert new[host] != old[host] and sh_out(host, "wg show wg0 public-key").strip() == new[host], host
         seen = peers(host)
@@ -182,7 +177,7 @@ def test_a_sync_lost_with_the_controller_is_made_by_the_next_run(fleet, fleet_fi
     running interface loses a peer the file lists): the next run finds the file unchanged, yet
     syncs, because it compares the running interface with the file."""
     hosts = [fleet.host(i) for i in (1, 2, 3)]
-    lost = registry(fleet)[hosts[1]]["public_key"]
+    lost = mesh_registry(fleet)[hosts[1]]["public_key"]
     sh_out(hosts[0], f"wg set wg0 peer {lost} remove")
     assert lost not in peers(hosts[0])
     converge(fleet, "playbooks/wireguard.yml")
@@ -230,7 +225,7 @@ def test_check_mode_on_the_converged_mesh_changes_nothing(fleet, fleet_first_run
 def test_health_runbook_passes_then_names_a_dead_peer(fleet, fleet_first_run):
     converge(fleet, "playbooks/runbooks/wireguard-health.yml")
     dead, witness = fleet.host(3), fleet.host(1)
-    key = registry(fleet)[dead]["public_key"]
+    key = mesh_registry(fleet)[dead]["public_key"]
     sh_out(dead, "systemctl stop wg-quick@wg0")
     # The witness forgets its session with the dead host, as after its own restart.
     sh_out(witness, f"wg set wg0 peer {key} remove && /usr/local/sbin/wireguard-sync wg0")
@@ -240,4 +235,4 @@ def test_health_runbook_passes_then_names_a_dead_peer(fleet, fleet_first_run):
         assert f"without a handshake in the last 180 s: {dead} (never)" in " ".join(output(runner).split())
     finally:
         sh_out(dead, "systemctl start wg-quick@wg0")
-    ping(witness, registry(fleet)[dead]["address"])
+    ping(witness, mesh_registry(fleet)[dead]["address"])

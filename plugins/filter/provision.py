@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 
 
-def _layer_of(server) -> str | None:
-    return (server.get("labels") or {}).get("layer")
+def _layer_of(server) -> str:
+    """The server's layer label; "" when it has none."""
+    return (server.get("labels") or {}).get("layer") or ""
 
 
 def provision_wanted(layers, project, servers, fleet_hosts=(), spread_max=10):
@@ -53,11 +54,12 @@ def provision_too_many_deletions(leaving, managed, fraction):
     them. The managed servers without a layer label are a group of their own, under the same
     limit: a label missing is no way past it."""
     out = []
-    for layer in dict.fromkeys(_layer_of(s) or "" for s in leaving):
-        gone = sum(1 for s in leaving if (_layer_of(s) or "") == layer)
-        have = sum(1 for s in managed if (_layer_of(s) or "") == layer)
-        if gone / max(have, gone) > float(fraction):
-            out.append(f"{layer or 'servers without a layer label'} ({gone} of {max(have, gone)})")
+    for layer in dict.fromkeys(_layer_of(s) for s in leaving):
+        gone = sum(1 for s in leaving if _layer_of(s) == layer)
+        # A leaving server the managed list lacks still counts as one the layer has.
+        have = max(sum(1 for s in managed if _layer_of(s) == layer), gone)
+        if gone / have > float(fraction):
+            out.append(f"{layer or 'servers without a layer label'} ({gone} of {have})")
     return out
 
 

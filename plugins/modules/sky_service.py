@@ -144,9 +144,9 @@ def fingerprint_key(state_dir, create):
         if not create:
             return None
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    write_private(path, secrets_module.token_bytes(32))
-    with open(path, "rb") as handle:
-        return handle.read()
+    key = secrets_module.token_bytes(32)
+    write_private(path, key)
+    return key
 
 
 def main():
@@ -184,14 +184,16 @@ def main():
     # serve up and serve update run the same checks on the server.
     check_request(module, task, "serve up", name)
     current = service(module, sky, name)
-    state_dir = module.params["state_dir"]
-    key = fingerprint_key(state_dir, create=not module.check_mode)
-    same = (key is not None and hmac.compare_digest(applied.get("hmac", ""), fingerprint(key, spec, secrets))
+    key = fingerprint_key(module.params["state_dir"], create=not module.check_mode)
+    # No key yet only in check mode, which records nothing.
+    wanted = fingerprint(key, spec, secrets) if key is not None else None
+    record = json.dumps({"spec": spec, "hmac": wanted}, sort_keys=True).encode()
+    same = (wanted is not None and hmac.compare_digest(applied.get("hmac", ""), wanted)
             or applied.get("fingerprint") == legacy_fingerprint(spec, secrets))
     if current is not None and same:
         if "fingerprint" in applied and not module.check_mode:
             # An earlier version's record: the same spec, its plain hash replaced by the HMAC.
-            write_private(record_path, json.dumps({"spec": spec, "hmac": fingerprint(key, spec, secrets)}, sort_keys=True).encode())
+            write_private(record_path, record)
         module.exit_json(changed=False, action="none", **report(current))
     action = "up" if current is None else "update"
     diff = {"before": spec_text(applied.get("spec")) if current is not None and applied else "",
@@ -203,7 +205,7 @@ def main():
     else:
         call(module, sky, "serve update", sky.serve.update, task, service_name=name,
              mode=sky.serve.UpdateMode(module.params["mode"]))
-    write_private(record_path, json.dumps({"spec": spec, "hmac": fingerprint(key, spec, secrets)}, sort_keys=True).encode())
+    write_private(record_path, record)
     module.exit_json(changed=True, action=action, diff=diff, **report(service(module, sky, name)))
 
 

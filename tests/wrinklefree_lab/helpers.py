@@ -124,6 +124,11 @@ def sh_out(host: str, command: str) -> str:
     return sh(host, command).stdout
 
 
+def mesh_registry(lab) -> dict:
+    """The lab's mesh registry as the wireguard role wrote it (wireguard-addresses.yml)."""
+    return yaml.safe_load((Path(lab.inventory) / "wireguard-addresses.yml").read_text())
+
+
 def fact(host: str) -> dict:
     """The bitnet role's local fact on a host (its release, profile, bind address, models, rates)."""
     return json.loads(sh_out(host, "cat /etc/ansible/facts.d/bitnet.fact"))
