@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
-from wrinklefree_lab.helpers import FLEET_PREFIX, FLEET_PROJECT, ROOT, SIDE_PREFIX, download_wheels, env, output, playbook, run
+from wrinklefree_lab.helpers import FLEET_PREFIX, FLEET_PROJECT, NODE_POOL_PLAYBOOK, ROOT, SIDE_PREFIX, download_wheels, env, output, playbook, run
 from wrinklefree_lab.labs import CONTROLLER, LIFECYCLE, Lab, phase, running
 
 def _lab_of_module() -> dict[str, str]:
@@ -116,9 +116,9 @@ def fleet(lab_image, tmp_path_factory):
     yield from running(lab)
 
 
-def _site(lab, what: str, cmdline: str = "", **kwargs):
+def _site(lab, what: str, cmdline: str = "", path: str = "playbooks/site.yml", **kwargs):
     with phase(lab.prefix, what):
-        runner = playbook("playbooks/site.yml", lab, cmdline=cmdline, **kwargs)
+        runner = playbook(path, lab, cmdline=cmdline, **kwargs)
     assert runner.rc == 0, output(runner)[-6000:]
     return runner
 
@@ -201,7 +201,7 @@ def pool_lab(side_lab):
 
 @pytest.fixture(scope="session")
 def pool_converged(pool_lab, pool_vars):
-    """site.yml with the node pool on the side lab, once for test_node_pool and test_publish_model
-    (test_remove_and_add_host runs after both). serve.yml would reach for a SkyPilot API server;
-    its modules are tested in test_sky.py."""
-    return _site(pool_lab, "site.yml with the pool", "--skip-tags serve,train", extravars=pool_vars)
+    """The node pool's layers (tests/playbooks/node_pool.yml: base.yml, skypilot.yml) on the side
+    lab that test_faults converged, once for test_node_pool and test_publish_model
+    (test_remove_and_add_host runs after both)."""
+    return _site(pool_lab, "the pool's layers", path=NODE_POOL_PLAYBOOK, extravars=pool_vars)

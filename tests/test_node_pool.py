@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import yaml
 
-from wrinklefree_lab.helpers import ROOT, changed_hosts, env, mesh_registry, output, playbook, run, sh_out
+from wrinklefree_lab.helpers import NODE_POOL_PLAYBOOK, ROOT, changed_hosts, env, mesh_registry, output, playbook, run, sh_out
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("side")]
 
@@ -23,7 +23,7 @@ LOCK = ROOT / "roles" / "skypilot_node_pool" / "files" / "skypilot-0.14.1.txt"
 
 
 def test_second_run_changes_nothing(pool_lab, pool_vars, pool_converged):
-    runner = playbook("playbooks/site.yml", pool_lab, extravars=pool_vars, cmdline="--skip-tags serve,train")
+    runner = playbook(NODE_POOL_PLAYBOOK, pool_lab, extravars=pool_vars)
     assert runner.rc == 0 and changed_hosts(runner) == {}, output(runner)[-4000:]
 
 

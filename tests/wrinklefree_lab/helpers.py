@@ -111,6 +111,8 @@ FLEET_PREFIX = f"{FLEET_PROJECT}-base-"
 FLEET_HOSTS = tuple(f"{FLEET_PREFIX}{index}" for index in (1, 2, 3))
 # The second lab (conftest.py's side_lab), for test_faults and then test_node_pool.
 SIDE_PREFIX = "wf-side-"
+# The node pool's layers alone, for the side lab's pool tests (conftest.py, pool_converged).
+NODE_POOL_PLAYBOOK = "tests/playbooks/node_pool.yml"
 
 
 def sh(host: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
