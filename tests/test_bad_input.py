@@ -76,8 +76,7 @@ CASES = {
     "bitnet-kernel": ({"bitnet_kernel": "tl3"}, "value of bitnet_kernel must be one of: auto, i2_s, tl1, tl2, got: tl3"),
     "bitnet-no-checksum": (
         {"bitnet_models": [{"name": "m", "url": "https://mirror.example/m.gguf", "port": 8080}]},
-        "bitnet_models[0] (m): name must be letters, digits and _.-; give exactly one of url and src; "
-        "sha256 is required (bitnet_model_checksum_required)",
+        "bitnet_models[0] (m): sha256 is required (bitnet_model_checksum_required)",
     ),
     "bitnet-unhashed-venv": (
         {"bitnet_venv_requirements": str(helpers.ROOT / "tests" / "fixtures" / "unhashed-requirements.txt")},
@@ -88,7 +87,7 @@ CASES = {
         {"wireguard_interface": "wg-prod-mesh-001"},
         'wireguard_interface must be 1-15 letters, digits and _=+.- (a Linux interface name), got "wg-prod-mesh-001"',
     ),
-    "bitnet-mesh-interface": ({"bitnet_mesh_interface": "wg/0"}, 'bitnet_mesh_interface an interface name (1-15 letters, digits and _=+.-), got "wg/0"'),
+    "bitnet-mesh-interface": ({"bitnet_mesh_interface": "wg/0"}, 'bitnet_mesh_interface must be an interface name (1-15 letters, digits and _=+.-), got "wg/0"'),
     "bitnet-extra-port": (
         {"bitnet_server_extra_args": ["--metrics", "--port", "22"]},
         "bitnet_server_extra_args: --port is set by the role; set bitnet_models[].port instead",

@@ -16,7 +16,8 @@ import pytest  # noqa: E402
 from ansible.errors import AnsibleFilterError  # noqa: E402
 import yaml  # noqa: E402
 from base import base_rule_problems  # noqa: E402
-from bitnet import bitnet_cmake_args, bitnet_cpu_profile, bitnet_server_arg_problems, bitnet_server_args  # noqa: E402
+from bitnet import (bitnet_cmake_args, bitnet_cpu_profile, bitnet_input_problems, bitnet_server_arg_problems,  # noqa: E402
+                    bitnet_server_args)
 from fleet_status import fleet_status  # noqa: E402
 from frontdoor import frontdoor_server_binds, frontdoor_servers  # noqa: E402
 from interface_name import interface_name  # noqa: E402
@@ -330,6 +331,82 @@ def test_server_arg_problems_name_the_input_to_set(args, problems):
 def test_server_arg_problems_name_the_model():
     assert bitnet_server_arg_problems(["-m", "x.gguf"], "bitnet_models[1].extra_args") == [
         "bitnet_models[1].extra_args: -m is set by the role; set bitnet_models (url or src) instead"]
+
+
+BITNET_DEFAULTS = yaml.safe_load((ROOT / "roles/bitnet/defaults/main.yml").read_text())
+BITNET_PROFILES = yaml.safe_load((ROOT / "roles/bitnet/vars/main.yml").read_text())["bitnet__profiles"]
+GOOD_MODEL = {"name": "tiny", "url": "https://mirror.example/tiny.gguf", "sha256": "a" * 64, "port": 8080}
+
+
+def bitnet_inputs(**changed):
+    names = ("version", "submodule_urls", "venv_requirements", "server_api_key", "profile", "clang_version",
+             "keep_releases", "server_threads", "server_ctx_size", "server_parallel", "health_timeout", "server_bind",
+             "mesh_interface", "server_extra_args", "user", "models", "model_checksum_required")
+    inputs = {f"bitnet_{name}": BITNET_DEFAULTS[f"bitnet_{name}"] for name in names}
+    return {**inputs, "bitnet_models": [GOOD_MODEL], **{f"bitnet_{k}": v for k, v in changed.items()}}
+
+
+def test_bitnet_defaults_and_good_values_pass():
+    assert bitnet_input_problems(bitnet_inputs(), BITNET_PROFILES) == []
+    assert bitnet_input_problems(bitnet_inputs(
+        server_threads="4", clang_version=19, server_api_key="k" * 16, profile="x86_avx2", health_timeout=0,
+        venv_requirements="", submodule_urls={"3rdparty/llama.cpp": "file:///m"}, server_bind="10.0.0.5",
+        models=[GOOD_MODEL, {"name": "b", "src": "/m.gguf", "sha256": "F" * 64, "port": "8081", "threads": 2, "extra_args": ["--metrics"]}],
+    ), BITNET_PROFILES) == []
+
+
+@pytest.mark.parametrize("changed,problem", [
+    ({"version": "main"}, 'bitnet_version must be a whole commit id (40 lowercase hex digits: a short one can become ambiguous), got "main"'),
+    ({"submodule_urls": {"../x y": "u"}}, 'bitnet_submodule_urls keys must be submodule paths like 3rdparty/llama.cpp, got ["../x y"]'),
+    ({"venv_requirements": "requirements.txt"}, "bitnet_venv_requirements (requirements.txt) must be the absolute path of a hash lock"
+                                                " on the controller, every requirement pinned with == and hashed (uv pip compile"
+                                                " --generate-hashes): no such absolute path"),
+    ({"server_api_key": "short"}, "bitnet_server_api_key must be empty or at least 16 characters without spaces"),
+    ({"server_api_key": "a key with spaces in it"}, "bitnet_server_api_key must be empty or at least 16 characters without spaces"),
+    ({"profile": "x86_avx3"}, 'bitnet_profile "x86_avx3" is unknown; allowed: auto, native, arm_dotprod, x86_avx2, x86_avx512, x86_avx512_vnni'),
+    ({"clang_version": 17}, "bitnet_clang_version must be unset (the distribution's) or 18 and newer, got 17"),
+    ({"keep_releases": 0}, "bitnet_keep_releases must be at least 1, got 0"),
+    ({"server_threads": 0}, "bitnet_server_threads must be unset (physical cores) or at least 1, got 0"),
+    ({"server_ctx_size": "big"}, 'bitnet_server_ctx_size must be at least 1, got "big"'),
+    ({"server_parallel": True}, "bitnet_server_parallel must be at least 1, got true"),
+    ({"health_timeout": -1}, "bitnet_health_timeout must be 0 or more, got -1"),
+    ({"server_bind": "::"}, 'bitnet_server_bind must be a single address, never a wildcard, got "::"'),
+    ({"mesh_interface": "wg/0"}, 'bitnet_mesh_interface must be an interface name (1-15 letters, digits and _=+.-), got "wg/0"'),
+    ({"server_extra_args": ["--port", "22"]}, "bitnet_server_extra_args: --port is set by the role; set bitnet_models[].port instead"),
+    ({"user": "root"}, 'bitnet_user must be a login name other than root, got "root"'),
+    ({"user": "Bit Net"}, 'bitnet_user must be a login name other than root, got "Bit Net"'),
+    ({"models": [{**GOOD_MODEL, "sha256": None}]}, "bitnet_models[0] (tiny): sha256 must be 64 hex digits, got null"),
+    ({"models": [{"name": "m", "url": "u", "port": 8080}]}, "bitnet_models[0] (m): sha256 is required (bitnet_model_checksum_required)"),
+    ({"models": [{**GOOD_MODEL, "src": "/m.gguf"}]}, "bitnet_models[0] (tiny): give exactly one of url and src"),
+    ({"models": [{**GOOD_MODEL, "name": "a/b"}]}, "bitnet_models[0] (a/b): name must be letters, digits and _.-"),
+    ({"models": [{**GOOD_MODEL, "port": 80}]}, "bitnet_models[0] (tiny): port must be 1024-65535, got 80"),
+    ({"models": [{**GOOD_MODEL, "parallel": 0}]}, "bitnet_models[0] (tiny): parallel must be at least 1, got 0"),
+    ({"models": [{**GOOD_MODEL, "extra_args": ["--api-key", "x"]}]},
+     "bitnet_models[0].extra_args: --api-key is set by the role; set bitnet_server_api_key instead"),
+    ({"models": [GOOD_MODEL, {**GOOD_MODEL, "port": 8081}]}, "bitnet_models: two models share the name tiny"),
+    ({"models": [GOOD_MODEL, {**GOOD_MODEL, "name": "other"}]}, "bitnet_models: two models share the port 8080"),
+    ({"models": ["tiny"]}, 'bitnet_models[0] must be a mapping, got "tiny"'),
+])
+def test_bitnet_input_problems_name_the_input(changed, problem):
+    assert bitnet_input_problems(bitnet_inputs(**changed), BITNET_PROFILES) == [problem]
+
+
+def test_bitnet_input_problems_come_all_at_once():
+    problems = bitnet_input_problems(bitnet_inputs(version="main", user="root", models=[{"name": "m", "url": "u", "port": 1}]),
+                                     BITNET_PROFILES)
+    assert [p.split(" ")[0] for p in problems] == ["bitnet_version", "bitnet_user", "bitnet_models[0]", "bitnet_models[0]"]
+    assert bitnet_input_problems(bitnet_inputs(models=[{"name": "m", "url": "u", "port": 8080}], model_checksum_required=False),
+                                 BITNET_PROFILES) == []
+
+
+def test_bitnet_input_problems_read_the_venv_lock(tmp_path):
+    lock = tmp_path / "requirements.txt"
+    lock.write_text("numpy==2.4.6\n")
+    assert bitnet_input_problems(bitnet_inputs(venv_requirements=str(lock)), BITNET_PROFILES) == [
+        f"bitnet_venv_requirements ({lock}) must be the absolute path of a hash lock on the controller, every requirement"
+        " pinned with == and hashed (uv pip compile --generate-hashes): line 1: numpy==2.4.6 has no --hash"]
+    lock.write_text("numpy==2.4.6 --hash=sha256:" + "0" * 64 + "\n")
+    assert bitnet_input_problems(bitnet_inputs(venv_requirements=str(lock)), BITNET_PROFILES) == []
 
 
 def test_runbook_hosts_are_fleet_hosts_over_ssh():

@@ -73,6 +73,7 @@ def test_inventory_plugin_docs_render():
     ("filter", "frontdoor_server_binds", "mesh address"),
     ("filter", "bitnet_server_args", "mlock"),
     ("filter", "bitnet_server_arg_problems", "--embeddings"),
+    ("filter", "bitnet_input_problems", "hash lock"),
     ("filter", "runbook_host_problems", "implicit"),
     ("filter", "fleet_status", "burst_price"),
     ("filter", "wireguard_addresses", "registry"),

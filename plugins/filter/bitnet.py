@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 from ansible.errors import AnsibleFilterError
+
+from ansible_collections.wrinklefree.deployer.plugins.filter.pip_lock import pip_lock_problems
+from ansible_collections.wrinklefree.deployer.plugins.module_utils.mesh_entry import is_interface_name
+from ansible_collections.wrinklefree.deployer.plugins.module_utils.names import is_login_name
 
 _X86_MINIMUM = ("avx2", "fma", "f16c")
 
@@ -136,10 +141,122 @@ def bitnet_server_arg_problems(extra_args, where="bitnet_server_extra_args"):
     return problems
 
 
+def _int(value):
+    """``value`` as an int, or None where it is none (a bool is not a number here)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _at_least(problems, name, value, least, unset=None):
+    """A problem unless ``value`` is a whole number of at least ``least`` (or None, when ``unset``
+    says what None means)."""
+    if value is None and unset:
+        return
+    number = _int(value)
+    if number is None or number < least:
+        allowed = f"unset ({unset}) or at least {least}" if unset else f"at least {least}" if least else "0 or more"
+        problems.append(f"{name} must be {allowed}, got {json.dumps(value)}")
+
+
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_SUBMODULE_PATH = re.compile(r"[A-Za-z0-9_./-]+")
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_WILDCARDS = ("0.0.0.0", "::", "*", "[::]")
+
+
+def _venv_lock_problems(path):
+    if not path:
+        return []
+    if not os.path.isabs(path) or not os.path.isfile(path):
+        problems = ["no such absolute path"]
+    else:
+        with open(path, encoding="utf-8") as handle:
+            problems = pip_lock_problems(handle.read())
+    if not problems:
+        return []
+    return [f"bitnet_venv_requirements ({path}) must be the absolute path of a hash lock on the controller, every requirement "
+            f"pinned with == and hashed (uv pip compile --generate-hashes): {'; '.join(problems[:5])}"]
+
+
+def _model_problems(index, model, checksum_required):
+    if not isinstance(model, dict):
+        return [f"bitnet_models[{index}] must be a mapping, got {json.dumps(model, default=str)}"]
+    where = f"bitnet_models[{index}] ({model.get('name')})"
+    problems = []
+    if not isinstance(model.get("name"), str) or not _MODEL_NAME.fullmatch(model["name"]):
+        problems.append("name must be letters, digits and _.-")
+    if ("url" in model) == ("src" in model):
+        problems.append("give exactly one of url and src")
+    if "sha256" not in model:
+        if checksum_required:
+            problems.append("sha256 is required (bitnet_model_checksum_required)")
+    elif not isinstance(model["sha256"], str) or not _SHA256.fullmatch(model["sha256"]):
+        problems.append(f"sha256 must be 64 hex digits, got {json.dumps(model['sha256'], default=str)}")
+    port = _int(model.get("port"))
+    if port is None or not 1024 <= port <= 65535:
+        problems.append(f"port must be 1024-65535, got {json.dumps(model.get('port'), default=str)}")
+    for key in ("threads", "ctx_size", "parallel"):
+        if key in model and (_int(model[key]) is None or _int(model[key]) < 1):
+            problems.append(f"{key} must be at least 1, got {json.dumps(model[key], default=str)}")
+    return [f"{where}: {problem}" for problem in problems] + bitnet_server_arg_problems(
+        model.get("extra_args") or [], f"bitnet_models[{index}].extra_args")
+
+
+def bitnet_input_problems(inputs, profiles):
+    """What is wrong with the bitnet role's inputs (``inputs``: the variables by name), one
+    message each naming the variable and what it may be; ``profiles`` are the role's build
+    profiles. Checks that need no facts, so preflight runs them on every host before any change."""
+    problems = []
+    version = inputs["bitnet_version"]
+    if not isinstance(version, str) or not _COMMIT.fullmatch(version):
+        problems.append("bitnet_version must be a whole commit id (40 lowercase hex digits: a short one can become "
+                        f"ambiguous), got {json.dumps(version, default=str)}")
+    paths = sorted(str(k) for k in inputs["bitnet_submodule_urls"] or {} if not _SUBMODULE_PATH.fullmatch(str(k)))
+    if paths:
+        problems.append(f"bitnet_submodule_urls keys must be submodule paths like 3rdparty/llama.cpp, got {json.dumps(paths)}")
+    problems += _venv_lock_problems(inputs["bitnet_venv_requirements"])
+    key = inputs["bitnet_server_api_key"] or ""
+    if key and (len(key) < 16 or re.search(r"\s", key)):
+        problems.append("bitnet_server_api_key must be empty or at least 16 characters without spaces")
+    if inputs["bitnet_profile"] not in ["auto", "native", *profiles]:
+        problems.append(f"bitnet_profile {json.dumps(inputs['bitnet_profile'], default=str)} is unknown; allowed: auto, native, "
+                        + ", ".join(sorted(profiles)))
+    clang = inputs["bitnet_clang_version"]
+    if clang is not None and (_int(clang) is None or _int(clang) < 18):
+        problems.append(f"bitnet_clang_version must be unset (the distribution's) or 18 and newer, got {json.dumps(clang, default=str)}")
+    _at_least(problems, "bitnet_keep_releases", inputs["bitnet_keep_releases"], 1)
+    _at_least(problems, "bitnet_server_threads", inputs["bitnet_server_threads"], 1, unset="physical cores")
+    _at_least(problems, "bitnet_server_ctx_size", inputs["bitnet_server_ctx_size"], 1)
+    _at_least(problems, "bitnet_server_parallel", inputs["bitnet_server_parallel"], 1)
+    _at_least(problems, "bitnet_health_timeout", inputs["bitnet_health_timeout"], 0)
+    if inputs["bitnet_server_bind"] in _WILDCARDS:
+        problems.append(f"bitnet_server_bind must be a single address, never a wildcard, got {json.dumps(inputs['bitnet_server_bind'])}")
+    if not is_interface_name(inputs["bitnet_mesh_interface"]):
+        problems.append("bitnet_mesh_interface must be an interface name (1-15 letters, digits and _=+.-), "
+                        f"got {json.dumps(inputs['bitnet_mesh_interface'], default=str)}")
+    problems += bitnet_server_arg_problems(inputs["bitnet_server_extra_args"] or [])
+    if not is_login_name(inputs["bitnet_user"]) or inputs["bitnet_user"] == "root":
+        problems.append(f"bitnet_user must be a login name other than root, got {json.dumps(inputs['bitnet_user'], default=str)}")
+    models = inputs["bitnet_models"] or []
+    for index, model in enumerate(models):
+        problems += _model_problems(index, model, bool(inputs["bitnet_model_checksum_required"]))
+    for field in ("name", "port"):
+        values = [str(m.get(field)) for m in models if isinstance(m, dict)]
+        shared = sorted({v for v in values if values.count(v) > 1})
+        if shared:
+            problems.append(f"bitnet_models: two models share the {field} {', '.join(shared)}")
+    return problems
+
+
 class FilterModule:
     """BitNet build helpers."""
 
     def filters(self):
         return {"bitnet_cpu_profile": bitnet_cpu_profile, "bitnet_cmake_args": bitnet_cmake_args,
                 "bitnet_model_rates": bitnet_model_rates, "bitnet_server_args": bitnet_server_args,
-                "bitnet_server_arg_problems": bitnet_server_arg_problems}
+                "bitnet_server_arg_problems": bitnet_server_arg_problems, "bitnet_input_problems": bitnet_input_problems}
