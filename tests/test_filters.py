@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT / "plugins" / "test"))
 import pytest  # noqa: E402
 from ansible.errors import AnsibleFilterError  # noqa: E402
 import yaml  # noqa: E402
-from base import base_rule_problems  # noqa: E402
+from base import base_input_problems, base_rule_problems  # noqa: E402
 from bitnet import (bitnet_cmake_args, bitnet_cpu_profile, bitnet_input_problems, bitnet_server_arg_problems,  # noqa: E402
                     bitnet_server_args)
 from fleet_status import fleet_status  # noqa: E402
@@ -331,6 +331,64 @@ def test_server_arg_problems_name_the_input_to_set(args, problems):
 def test_server_arg_problems_name_the_model():
     assert bitnet_server_arg_problems(["-m", "x.gguf"], "bitnet_models[1].extra_args") == [
         "bitnet_models[1].extra_args: -m is set by the role; set bitnet_models (url or src) instead"]
+
+
+BASE_DEFAULTS = yaml.safe_load((ROOT / "roles/base/defaults/main.yml").read_text())
+ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHqN7 ops@laptop"
+
+
+def base_inputs(**changed):
+    names = ("ssh_port", "admin_ssh_public_keys", "admin_user", "admin_sudo_nopasswd", "ssh_permit_root_login",
+             "ssh_tcp_forwarding_users", "ssh_allow_users", "firewall_dnat_interfaces", "firewall_allow",
+             "unattended_upgrades_reboot_time")
+    inputs = {f"base_{name}": BASE_DEFAULTS.get(f"base_{name}") for name in names}
+    return {**inputs, "base_admin_ssh_public_keys": [ED25519], **{f"base_{k}": v for k, v in changed.items()}}
+
+
+def test_base_defaults_and_good_values_pass():
+    assert base_input_problems(base_inputs(), "h1", "root", False) == []
+    assert base_input_problems(base_inputs(ssh_port="2222", ssh_permit_root_login="no", admin_sudo_nopasswd=False,
+                                           ssh_allow_users=["deploy", "ops@10.0.0.1"], ssh_tcp_forwarding_users=["skypilot"],
+                                           firewall_allow=[{"name": "web", "port": 443, "sources": ["10.0.0.0/8"]}]),
+                               "h1", "deploy", True) == []
+
+
+@pytest.mark.parametrize("changed,login,problem", [
+    ({"ssh_port": 70000}, "root", "base_ssh_port must be 1-65535 (got 70000)"),
+    ({"ssh_port": True}, "root", "base_ssh_port must be 1-65535 (got True)"),
+    ({"admin_ssh_public_keys": []}, "root",
+     "base_admin_ssh_public_keys must hold at least one OpenSSH public key (ssh-ed25519, ssh-rsa, ecdsa-sha2-*, sk-*) and holds 0 that are not"),
+    ({"admin_ssh_public_keys": [ED25519, "not a key"]}, "root",
+     "base_admin_ssh_public_keys must hold at least one OpenSSH public key (ssh-ed25519, ssh-rsa, ecdsa-sha2-*, sk-*) and holds 1 that are not"),
+    ({"admin_user": "root"}, "root", "base_admin_user must be a valid login name other than root (got root)"),
+    ({"ssh_tcp_forwarding_users": ["Sky Pilot"]}, "root", 'base_ssh_tcp_forwarding_users must hold login names, got ["Sky Pilot"]'),
+    ({"firewall_dnat_interfaces": ["a-name-far-too-long"]}, "root",
+     'base_firewall_dnat_interfaces must hold interface names (up to 15 characters), got ["a-name-far-too-long"]'),
+    ({"unattended_upgrades_reboot_time": "24:00"}, "root", "base_unattended_upgrades_reboot_time must be HH:MM (got 24:00)"),
+    ({"firewall_allow": [{"name": "web", "port": 0}]}, "root",
+     "base_firewall_allow[0] (web): port must be 1-65535 (got 0), name only letters, digits, spaces and ._:/-, "
+     "and sources valid IPv4/IPv6 addresses or CIDRs; not valid: []"),
+    ({"ssh_permit_root_login": "no"}, "root",
+     'base_ssh_permit_root_login is "no" but Ansible connects to h1 as root: connect as deploy (ansible_user) first, then forbid root login.'),
+    ({"admin_sudo_nopasswd": False}, "deploy",
+     "base_admin_sudo_nopasswd is false but Ansible connects to h1 as the admin user deploy (ansible_user), whose password is locked: "
+     "after the sudo rule changes no run could become root. Keep base_admin_sudo_nopasswd true, connect as root, or give ansible_become_password."),
+    ({"ssh_allow_users": ["root@10.0.0.1", "deploy"]}, "root",
+     "base_ssh_allow_users on h1 (root@10.0.0.1, deploy) leaves out root: sshd would refuse Ansible (ansible_user). List root too, "
+     "by name alone (USER@HOST does not count: whether HOST is where Ansible connects from is not known here)."),
+    ({"ssh_allow_users": ["root", "ops"]}, "root",
+     "base_ssh_allow_users on h1 (root, ops) leaves out deploy: sshd would refuse the admin user (base_admin_user). List deploy too, "
+     "by name alone (USER@HOST does not count: whether HOST is where Ansible connects from is not known here)."),
+])
+def test_base_input_problems_name_the_input(changed, login, problem):
+    assert base_input_problems(base_inputs(**changed), "h1", login, False) == [problem]
+
+
+def test_base_input_problems_come_all_at_once_and_a_become_password_unlocks_the_admin():
+    problems = base_input_problems(base_inputs(ssh_port=0, admin_user="root", ssh_allow_users=["ops"]), "h1", "root", False)
+    assert [p.split(" ")[0] for p in problems] == ["base_ssh_port", "base_admin_user", "base_ssh_allow_users"]
+    assert "leaves out root: " in problems[2]
+    assert base_input_problems(base_inputs(admin_sudo_nopasswd=False), "h1", "deploy", True) == []
 
 
 BITNET_DEFAULTS = yaml.safe_load((ROOT / "roles/bitnet/defaults/main.yml").read_text())

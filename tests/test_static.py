@@ -84,6 +84,7 @@ def test_inventory_plugin_docs_render():
     ("filter", "wireguard_network_conflicts", "connected route"),
     ("filter", "wireguard_route_conflicts", "default route"),
     ("filter", "base_rule_problems", "sources"),
+    ("filter", "base_input_problems", "AllowUsers"),
     ("filter", "preflight_layer_problems", "kubelet"),
     ("filter", "provision_wanted", "placement group"),
     ("filter", "provision_too_many_deletions", "GONE of HAVE"),
