@@ -46,7 +46,7 @@ CASES = {
     ),
     "wg-bad-peer-key": (
         {"wireguard_external_peers": [{"name": "laptop", "public_key": "abc=", "address": "10.100.255.1"}]},
-        "wireguard_external_peers[0] (laptop): name must be letters",
+        "wireguard_external_peers[0] (laptop): public_key must be a WireGuard key (44 characters of base64 ending in '='), got \"abc=\"",
     ),
     "wg-duplicate-address": ({"wireguard_address": "10.100.0.9"}, "duplicate address 10.100.0.9 for closed-a and closed-b"),
     "wg-peer-on-host-address": (

@@ -28,8 +28,8 @@ from provision import provision_too_many_deletions, provision_wanted  # noqa: E4
 from role_vars import unknown_role_vars  # noqa: E402
 from serve import serve_base_layer, serve_shipped_releases  # noqa: E402
 from runbook import runbook_host_problems  # noqa: E402
-from wireguard import (wireguard_addresses, wireguard_network_conflicts, wireguard_registry,  # noqa: E402
-                       wireguard_route_conflicts)
+from wireguard import (wireguard_addresses, wireguard_input_problems, wireguard_network_conflicts,  # noqa: E402
+                       wireguard_registry, wireguard_route_conflicts)
 
 KNOWN = ["base_ssh_port", "base_admin_user", "base_firewall_allow"]
 # WireGuard public keys as `wg pubkey` prints them (44 characters of base64).
@@ -331,6 +331,49 @@ def test_server_arg_problems_name_the_input_to_set(args, problems):
 def test_server_arg_problems_name_the_model():
     assert bitnet_server_arg_problems(["-m", "x.gguf"], "bitnet_models[1].extra_args") == [
         "bitnet_models[1].extra_args: -m is set by the role; set bitnet_models (url or src) instead"]
+
+
+WG_PEER = {"name": "laptop", "public_key": KA, "address": "10.100.255.1"}
+
+
+def wireguard_inputs(**changed):
+    return {"wireguard_port": 51820, "wireguard_interface": "wg0", "wireguard_network": "10.100.0.0/16",
+            "wireguard_external_peers": [WG_PEER], **{f"wireguard_{k}": v for k, v in changed.items()}}
+
+
+def test_wireguard_defaults_and_good_values_pass():
+    assert wireguard_input_problems(wireguard_inputs()) == []
+    assert wireguard_input_problems(wireguard_inputs(port="51821", external_peers=[
+        {**WG_PEER, "endpoint": "vpn.example.com:51820", "allowed_ips": ["192.168.5.0/24", "fd00::/64"]},
+        {"name": "b", "public_key": KB, "address": "10.100.255.2", "endpoint": "[2001:db8::1]:51820"}])) == []
+
+
+@pytest.mark.parametrize("changed,problem", [
+    ({"port": 0}, "wireguard_port must be 1-65535, got 0"),
+    ({"port": "x"}, "wireguard_port must be 1-65535, got x"),
+    ({"interface": "wg-prod-mesh-001"}, 'wireguard_interface must be 1-15 letters, digits and _=+.- (a Linux interface name), got "wg-prod-mesh-001"'),
+    ({"network": "10.100.0.5/16"}, "wireguard_network must be an IPv4 network in CIDR form (e.g. 10.100.0.0/16), got 10.100.0.5/16"),
+    ({"network": "10.100.0.0"}, "wireguard_network must be an IPv4 network in CIDR form (e.g. 10.100.0.0/16), got 10.100.0.0"),
+    ({"network": "fd00::/64"}, "wireguard_network must be an IPv4 network in CIDR form (e.g. 10.100.0.0/16), got fd00::/64"),
+    ({"external_peers": [{**WG_PEER, "name": "my laptop"}]}, "wireguard_external_peers[0] (my laptop): name must be letters, digits and _.-"),
+    ({"external_peers": [{**WG_PEER, "public_key": "abc="}]},
+     "wireguard_external_peers[0] (laptop): public_key must be a WireGuard key (44 characters of base64 ending in '='), got \"abc=\""),
+    ({"external_peers": [{**WG_PEER, "address": "10.100.255.1/32"}]},
+     'wireguard_external_peers[0] (laptop): address must be an IPv4 address (no prefix: its /32 is the peer\'s), got "10.100.255.1/32"'),
+    ({"external_peers": [{**WG_PEER, "endpoint": "vpn.example.com"}]},
+     'wireguard_external_peers[0] (laptop): endpoint must be HOST:PORT or [IPv6]:PORT, got "vpn.example.com"'),
+    ({"external_peers": [{**WG_PEER, "endpoint": "host:99999"}]},
+     'wireguard_external_peers[0] (laptop): endpoint must be HOST:PORT or [IPv6]:PORT, got "host:99999"'),
+    ({"external_peers": [{**WG_PEER, "allowed_ips": ["10.0.0.0/8", "10.0.0.0/33"]}]},
+     'wireguard_external_peers[0] (laptop): allowed_ips must be addresses or CIDRs, not valid: ["10.0.0.0/33"]'),
+    ({"external_peers": [WG_PEER, {**WG_PEER, "public_key": KB, "address": "10.100.255.2"}]},
+     "wireguard_external_peers: two peers share the name laptop"),
+    ({"external_peers": [WG_PEER, {**WG_PEER, "name": "phone", "address": "10.100.255.2"}]},
+     f"wireguard_external_peers: two peers share the public key {KA}"),
+    ({"external_peers": ["laptop"]}, 'wireguard_external_peers[0] must be a mapping, got "laptop"'),
+])
+def test_wireguard_input_problems_name_the_input(changed, problem):
+    assert wireguard_input_problems(wireguard_inputs(**changed)) == [problem]
 
 
 BASE_DEFAULTS = yaml.safe_load((ROOT / "roles/base/defaults/main.yml").read_text())

@@ -83,6 +83,7 @@ def test_inventory_plugin_docs_render():
     ("filter", "pip_lock_problems", "require-hashes"),
     ("filter", "wireguard_network_conflicts", "connected route"),
     ("filter", "wireguard_route_conflicts", "default route"),
+    ("filter", "wireguard_input_problems", "IFNAMSIZ"),
     ("filter", "base_rule_problems", "sources"),
     ("filter", "base_input_problems", "AllowUsers"),
     ("filter", "preflight_layer_problems", "kubelet"),

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import json
+import re
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.wrinklefree.deployer.plugins.module_utils.mesh_entry import entry_problems
+from ansible_collections.wrinklefree.deployer.plugins.module_utils.mesh_entry import (entry_problems, is_endpoint,
+                                                                                      is_interface_name, is_public_key)
 
 
 def _registered(entry):
@@ -190,10 +193,77 @@ def wireguard_route_conflicts(peers, protected):
     return problems
 
 
+_PEER_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _shown(value):
+    return json.dumps(value, default=str)
+
+
+def _peer_problems(index, peer):
+    if not isinstance(peer, dict):
+        return [f"wireguard_external_peers[{index}] must be a mapping, got {_shown(peer)}"]
+    problems = []
+    if not isinstance(peer.get("name"), str) or not _PEER_NAME.fullmatch(peer["name"]):
+        problems.append("name must be letters, digits and _.-")
+    if not is_public_key(peer.get("public_key")):
+        problems.append(f"public_key must be a WireGuard key (44 characters of base64 ending in '='), got {_shown(peer.get('public_key'))}")
+    try:
+        ipaddress.IPv4Address(peer.get("address"))
+    except ValueError:
+        problems.append(f"address must be an IPv4 address (no prefix: its /32 is the peer's), got {_shown(peer.get('address'))}")
+    if "endpoint" in peer and not is_endpoint(peer["endpoint"]):
+        problems.append(f"endpoint must be HOST:PORT or [IPv6]:PORT, got {_shown(peer['endpoint'])}")
+    bad = []
+    for network in peer.get("allowed_ips") or []:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except (TypeError, ValueError):
+            bad.append(network)
+    if bad:
+        problems.append(f"allowed_ips must be addresses or CIDRs, not valid: {_shown(bad)}")
+    return [f"wireguard_external_peers[{index}] ({peer.get('name')}): {problem}" for problem in problems]
+
+
+def wireguard_input_problems(inputs):
+    """What is wrong with the wireguard role's own inputs (``inputs``: ``wireguard_port``,
+    ``wireguard_interface``, ``wireguard_network``, ``wireguard_external_peers``), one message each
+    naming the variable, all at once. What they would route over is wireguard_route_conflicts's
+    and wireguard_network_conflicts's to say."""
+    problems = []
+    port = inputs["wireguard_port"]
+    try:
+        port_ok = not isinstance(port, bool) and 1 <= int(port) <= 65535
+    except (TypeError, ValueError):
+        port_ok = False
+    if not port_ok:
+        problems.append(f"wireguard_port must be 1-65535, got {port}")
+    if not is_interface_name(inputs["wireguard_interface"]):
+        problems.append("wireguard_interface must be 1-15 letters, digits and _=+.- (a Linux interface name), "
+                        f"got {_shown(inputs['wireguard_interface'])}")
+    network = inputs["wireguard_network"]
+    try:
+        network_ok = "/" in str(network) and ipaddress.IPv4Network(network).prefixlen < 32
+    except ValueError:
+        network_ok = False
+    if not network_ok:
+        problems.append(f"wireguard_network must be an IPv4 network in CIDR form (e.g. 10.100.0.0/16), got {network}")
+    peers = inputs["wireguard_external_peers"] or []
+    for index, peer in enumerate(peers):
+        problems += _peer_problems(index, peer)
+    for field, what in (("name", "name"), ("public_key", "public key")):
+        values = [str(peer.get(field)) for peer in peers if isinstance(peer, dict)]
+        shared = sorted({value for value in values if values.count(value) > 1})
+        if shared:
+            problems.append(f"wireguard_external_peers: two peers share the {what} {', '.join(shared)}")
+    return problems
+
+
 class FilterModule:
     """WireGuard mesh helpers."""
 
     def filters(self):
         return {"wireguard_addresses": wireguard_addresses, "wireguard_registry": wireguard_registry,
                 "wireguard_route_conflicts": wireguard_route_conflicts,
-                "wireguard_network_conflicts": wireguard_network_conflicts}
+                "wireguard_network_conflicts": wireguard_network_conflicts,
+                "wireguard_input_problems": wireguard_input_problems}
