@@ -6,7 +6,7 @@ import ipaddress
 import json
 import re
 
-from ansible_collections.wrinklefree.deployer.plugins.module_utils.names import is_login_name
+from ansible_collections.wrinklefree.deployer.plugins.module_utils.inputs import is_login_name, is_port
 
 _NAME = re.compile(r"^[A-Za-z0-9 ._:/-]+$")
 
@@ -53,13 +53,8 @@ def base_input_problems(inputs, host, login_user, become_password_given):
     forbidden while Ansible connects as root, no way to become root for the admin user, an
     AllowUsers without Ansible's user or the admin user."""
     problems = []
-    port = inputs["base_ssh_port"]
-    try:
-        port_ok = not isinstance(port, bool) and 1 <= int(port) <= 65535
-    except (TypeError, ValueError):
-        port_ok = False
-    if not port_ok:
-        problems.append(f"base_ssh_port must be 1-65535 (got {port})")
+    if not is_port(inputs["base_ssh_port"]):
+        problems.append(f"base_ssh_port must be 1-65535 (got {inputs['base_ssh_port']})")
     keys = inputs["base_admin_ssh_public_keys"] or []
     bad_keys = [key for key in keys if not isinstance(key, str) or not _PUBLIC_KEY.fullmatch(key)]
     if not keys or bad_keys:

@@ -10,7 +10,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.wrinklefree.deployer.plugins.filter.pip_lock import pip_lock_problems
 from ansible_collections.wrinklefree.deployer.plugins.module_utils.mesh_entry import is_interface_name
-from ansible_collections.wrinklefree.deployer.plugins.module_utils.names import is_login_name
+from ansible_collections.wrinklefree.deployer.plugins.module_utils.inputs import as_int, is_login_name
 
 _X86_MINIMUM = ("avx2", "fma", "f16c")
 
@@ -141,22 +141,12 @@ def bitnet_server_arg_problems(extra_args, where="bitnet_server_extra_args"):
     return problems
 
 
-def _int(value):
-    """``value`` as an int, or None where it is none (a bool is not a number here)."""
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _at_least(problems, name, value, least, unset=None):
     """A problem unless ``value`` is a whole number of at least ``least`` (or None, when ``unset``
     says what None means)."""
     if value is None and unset:
         return
-    number = _int(value)
+    number = as_int(value)
     if number is None or number < least:
         allowed = f"unset ({unset}) or at least {least}" if unset else f"at least {least}" if least else "0 or more"
         problems.append(f"{name} must be {allowed}, got {json.dumps(value)}")
@@ -197,11 +187,11 @@ def _model_problems(index, model, checksum_required):
             problems.append("sha256 is required (bitnet_model_checksum_required)")
     elif not isinstance(model["sha256"], str) or not _SHA256.fullmatch(model["sha256"]):
         problems.append(f"sha256 must be 64 hex digits, got {json.dumps(model['sha256'], default=str)}")
-    port = _int(model.get("port"))
+    port = as_int(model.get("port"))
     if port is None or not 1024 <= port <= 65535:
         problems.append(f"port must be 1024-65535, got {json.dumps(model.get('port'), default=str)}")
     for key in ("threads", "ctx_size", "parallel"):
-        if key in model and (_int(model[key]) is None or _int(model[key]) < 1):
+        if key in model and (as_int(model[key]) is None or as_int(model[key]) < 1):
             problems.append(f"{key} must be at least 1, got {json.dumps(model[key], default=str)}")
     return [f"{where}: {problem}" for problem in problems] + bitnet_server_arg_problems(
         model.get("extra_args") or [], f"bitnet_models[{index}].extra_args")
@@ -227,7 +217,7 @@ def bitnet_input_problems(inputs, profiles):
         problems.append(f"bitnet_profile {json.dumps(inputs['bitnet_profile'], default=str)} is unknown; allowed: auto, native, "
                         + ", ".join(sorted(profiles)))
     clang = inputs["bitnet_clang_version"]
-    if clang is not None and (_int(clang) is None or _int(clang) < 18):
+    if clang is not None and (as_int(clang) is None or as_int(clang) < 18):
         problems.append(f"bitnet_clang_version must be unset (the distribution's) or 18 and newer, got {json.dumps(clang, default=str)}")
     _at_least(problems, "bitnet_keep_releases", inputs["bitnet_keep_releases"], 1)
     _at_least(problems, "bitnet_server_threads", inputs["bitnet_server_threads"], 1, unset="physical cores")

@@ -8,6 +8,7 @@ import re
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.wrinklefree.deployer.plugins.module_utils.inputs import is_port
 from ansible_collections.wrinklefree.deployer.plugins.module_utils.mesh_entry import (entry_problems, is_endpoint,
                                                                                       is_interface_name, is_public_key)
 
@@ -231,13 +232,8 @@ def wireguard_input_problems(inputs):
     naming the variable, all at once. What they would route over is wireguard_route_conflicts's
     and wireguard_network_conflicts's to say."""
     problems = []
-    port = inputs["wireguard_port"]
-    try:
-        port_ok = not isinstance(port, bool) and 1 <= int(port) <= 65535
-    except (TypeError, ValueError):
-        port_ok = False
-    if not port_ok:
-        problems.append(f"wireguard_port must be 1-65535, got {port}")
+    if not is_port(inputs["wireguard_port"]):
+        problems.append(f"wireguard_port must be 1-65535, got {inputs['wireguard_port']}")
     if not is_interface_name(inputs["wireguard_interface"]):
         problems.append("wireguard_interface must be 1-15 letters, digits and _=+.- (a Linux interface name), "
                         f"got {_shown(inputs['wireguard_interface'])}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.wrinklefree.deployer.plugins.module_utils.names import is_login_name
+from ansible_collections.wrinklefree.deployer.plugins.module_utils.inputs import is_login_name
 
 
 def login_name(value):

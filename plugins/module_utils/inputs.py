@@ -1,0 +1,32 @@
+"""Forms of the roles' input values, for their checks (the input-problem filters, the test
+login_name): login names, whole numbers, ports."""
+
+from __future__ import annotations
+
+import re
+
+# What useradd accepts by default on Debian (NAME_REGEX): lower case, digits, _ and -, not a
+# leading digit or dash, at most 32 characters.
+LOGIN_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+
+
+def is_login_name(value) -> bool:
+    """True when ``value`` is a string useradd takes as a login name."""
+    return isinstance(value, str) and LOGIN_NAME.fullmatch(value) is not None
+
+
+def as_int(value):
+    """``value`` as a whole number (an int or its digits, as Jinja's ``int`` takes it), or None;
+    a bool is not a number here."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def is_port(value) -> bool:
+    """True when ``value`` is a TCP or UDP port, 1-65535."""
+    number = as_int(value)
+    return number is not None and 1 <= number <= 65535
