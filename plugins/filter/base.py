@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 
-from ansible_collections.wrinklefree.deployer.plugins.module_utils.inputs import is_login_name, is_port
+from ansible_collections.wrinklefree.deployer.plugins.module_utils.inputs import is_ip_network, is_login_name, is_port
 
 _NAME = re.compile(r"^[A-Za-z0-9 ._:/-]+$")
-
-
-def _is_source(value) -> bool:
-    try:
-        ipaddress.ip_network(str(value), strict=False)
-    except ValueError:
-        return False
-    return True
 
 
 def base_rule_problems(rules, variable):
@@ -30,7 +21,7 @@ def base_rule_problems(rules, variable):
             port_ok = 1 <= int(rule.get("port")) <= 65535
         except (TypeError, ValueError):
             port_ok = False
-        bad_sources = [source for source in rule.get("sources") or [] if not _is_source(source)]
+        bad_sources = [source for source in rule.get("sources") or [] if not is_ip_network(source)]
         if port_ok and not bad_sources and _NAME.match(str(name)):
             continue
         problems.append(

@@ -10,7 +10,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.wrinklefree.deployer.plugins.filter.pip_lock import pip_lock_problems
 from ansible_collections.wrinklefree.deployer.plugins.module_utils.mesh_entry import is_interface_name
-from ansible_collections.wrinklefree.deployer.plugins.module_utils.inputs import as_int, is_login_name
+from ansible_collections.wrinklefree.deployer.plugins.module_utils.inputs import as_int, is_login_name, is_plain_name, shared_values
 
 _X86_MINIMUM = ("avx2", "fma", "f16c")
 
@@ -154,7 +154,6 @@ def _at_least(problems, name, value, least, unset=None):
 
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _SUBMODULE_PATH = re.compile(r"[A-Za-z0-9_./-]+")
-_MODEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _WILDCARDS = ("0.0.0.0", "::", "*", "[::]")
 
@@ -178,7 +177,7 @@ def _model_problems(index, model, checksum_required):
         return [f"bitnet_models[{index}] must be a mapping, got {json.dumps(model, default=str)}"]
     where = f"bitnet_models[{index}] ({model.get('name')})"
     problems = []
-    if not isinstance(model.get("name"), str) or not _MODEL_NAME.fullmatch(model["name"]):
+    if not is_plain_name(model.get("name")):
         problems.append("name must be letters, digits and _.-")
     if ("url" in model) == ("src" in model):
         problems.append("give exactly one of url and src")
@@ -236,9 +235,7 @@ def bitnet_input_problems(inputs, profiles):
     for index, model in enumerate(models):
         problems += _model_problems(index, model, bool(inputs["bitnet_model_checksum_required"]))
     for field in ("name", "port"):
-        values = [str(m.get(field)) for m in models if isinstance(m, dict)]
-        shared = sorted({v for v in values if values.count(v) > 1})
-        if shared:
+        if shared := shared_values(models, field):
             problems.append(f"bitnet_models: two models share the {field} {', '.join(shared)}")
     return problems
 

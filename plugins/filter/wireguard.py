@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.wrinklefree.deployer.plugins.module_utils.inputs import is_port
+from ansible_collections.wrinklefree.deployer.plugins.module_utils.inputs import is_ip_network, is_plain_name, is_port, shared_values
 from ansible_collections.wrinklefree.deployer.plugins.module_utils.mesh_entry import (entry_problems, is_endpoint,
                                                                                       is_interface_name, is_public_key)
 
@@ -194,9 +193,6 @@ def wireguard_route_conflicts(peers, protected):
     return problems
 
 
-_PEER_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-
-
 def _shown(value):
     return json.dumps(value, default=str)
 
@@ -205,7 +201,7 @@ def _peer_problems(index, peer):
     if not isinstance(peer, dict):
         return [f"wireguard_external_peers[{index}] must be a mapping, got {_shown(peer)}"]
     problems = []
-    if not isinstance(peer.get("name"), str) or not _PEER_NAME.fullmatch(peer["name"]):
+    if not is_plain_name(peer.get("name")):
         problems.append("name must be letters, digits and _.-")
     if not is_public_key(peer.get("public_key")):
         problems.append(f"public_key must be a WireGuard key (44 characters of base64 ending in '='), got {_shown(peer.get('public_key'))}")
@@ -215,12 +211,7 @@ def _peer_problems(index, peer):
         problems.append(f"address must be an IPv4 address (no prefix: its /32 is the peer's), got {_shown(peer.get('address'))}")
     if "endpoint" in peer and not is_endpoint(peer["endpoint"]):
         problems.append(f"endpoint must be HOST:PORT or [IPv6]:PORT, got {_shown(peer['endpoint'])}")
-    bad = []
-    for network in peer.get("allowed_ips") or []:
-        try:
-            ipaddress.ip_network(network, strict=False)
-        except (TypeError, ValueError):
-            bad.append(network)
+    bad = [network for network in peer.get("allowed_ips") or [] if not is_ip_network(network)]
     if bad:
         problems.append(f"allowed_ips must be addresses or CIDRs, not valid: {_shown(bad)}")
     return [f"wireguard_external_peers[{index}] ({peer.get('name')}): {problem}" for problem in problems]
@@ -248,9 +239,7 @@ def wireguard_input_problems(inputs):
     for index, peer in enumerate(peers):
         problems += _peer_problems(index, peer)
     for field, what in (("name", "name"), ("public_key", "public key")):
-        values = [str(peer.get(field)) for peer in peers if isinstance(peer, dict)]
-        shared = sorted({value for value in values if values.count(value) > 1})
-        if shared:
+        if shared := shared_values(peers, field):
             problems.append(f"wireguard_external_peers: two peers share the {what} {', '.join(shared)}")
     return problems
 
