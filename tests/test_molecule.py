@@ -4,7 +4,7 @@ verify, cleanup, destroy. Scenarios on lab hosts (driver managed) need the
 lab image; those of the SkyPilot client's roles run on this controller.
 
 The scenarios of roles that other modules of the suite also converge and test end to end
-(END_TO_END: a lab, or the fakes of Hetzner's and SkyPilot's APIs) cover nothing those modules do
+(END_TO_END: a lab, the fake Hetzner APIs, or the SkyPilot SDK's recording fake) cover nothing those modules do
 not, and take two to ten minutes each on a 2-core machine: a run takes those whose role the
 working tree or the last commit changes (its README aside). WF_MOLECULE=all runs all of them."""
 
@@ -27,8 +27,8 @@ ON_THE_FLEET = {"base", "bitnet", "frontdoor", "wireguard"}
 
 # The fleet converges base, bitnet, frontdoor and wireguard, the side lab the node pool
 # (test_node_pool); test_provision runs provision.yml against the fake Cloud API (plan, create,
-# faults, scaling, a rerun changing nothing) and test_sky serve.yml and train.yml against the fake
-# SkyPilot API server (check mode, a second run changing nothing, update, cancel).
+# faults, scaling, a rerun changing nothing) and test_sky serve.yml and train.yml against the SkyPilot
+# SDK's recording fake, tests/wrinklefree_lab/fake_sky.py (check mode, a second run changing nothing, update, cancel).
 END_TO_END = ("base", "bitnet", "frontdoor", "provision", "serve", "skypilot_node_pool", "train", "wireguard")
 
 
