@@ -102,6 +102,7 @@ CASES = {
         "bitnet_models[0].extra_args: --api-key is set by the role; set bitnet_server_api_key instead",
     ),
     "bitnet-relative-venv-lock": ({"bitnet_venv_requirements": "requirements.txt"}, "no such absolute path"),
+    "bitnet-rolling-batch": ({"bitnet_rolling_batch": 0}, "bitnet_rolling_batch must be at least 1, got 0"),
     "bitnet-threads": ({"bitnet_server_threads": 0}, "bitnet_server_threads must be unset (physical cores) or at least 1, got 0"),
     "bitnet-model-threads": (
         {"bitnet_models": [{"name": "m", "src": "/m.gguf", "sha256": "0" * 64, "port": 8080, "threads": 0}]},

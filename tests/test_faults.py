@@ -9,15 +9,12 @@ without its private key, no llama-server unit without its binary, no sshd config
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import threading
-from pathlib import Path
 
 import pytest
 
-from wrinklefree_lab.helpers import SIDE_PREFIX, adhoc, changed_hosts, output, playbook, run, sh
+from wrinklefree_lab.helpers import SIDE_PREFIX, adhoc, at_task_start, changed_hosts, kill_playbook, output, playbook, run, sh
 
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("side")]
 
@@ -51,22 +48,6 @@ def serving(host: str) -> bool:
 def failed_tasks(runner) -> dict[str, str]:
     return {e["event_data"]["host"]: e["event_data"]["task"] for e in runner.events
             if e["event"] == "runner_on_failed" and not e["event_data"].get("ignore_errors")}
-
-
-def at_task_start(task: str, action) -> callable:
-    """An ansible-runner event handler that calls action(host) once, when `task` (its name up to
-    the templated part) starts on its first host."""
-    fired = threading.Event()
-
-    def handler(event: dict) -> bool:
-        data = event.get("event_data", {})
-        if event.get("event") == "runner_on_start" and data.get("task", "").startswith(task) and not fired.is_set():
-            fired.set()
-            action(data["host"])
-        return True  # keep the event
-
-    handler.fired = fired
-    return handler
 
 
 def restart(lab, host: str) -> None:
@@ -162,23 +143,6 @@ def test_ssh_dropped_during_the_build_leaves_the_old_release_serving(fault_lab):
     assert len(set(after.values())) == 1 and set(after.values()) != set(before.values())
     assert all(serving(host) for host in HOSTS)
     assert_whole(fault_lab)
-
-
-def kill_playbook(*markers: str) -> None:
-    """The controller dies: SIGKILL to the process group of the ansible-playbook (this test's own
-    child, found by its command line) and its workers, at once; ansible-runner's cancel is only
-    polled every few seconds, time enough for the play to reach its handlers."""
-    for entry in Path("/proc").iterdir():
-        try:
-            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        command = " ".join(args)
-        if entry.name.isdigit() and any(a.endswith("ansible-playbook") for a in args[:2]) and all(m in command for m in markers):
-            group = os.getpgid(int(entry.name))
-            # ansible-runner starts it in a session of its own (pexpect): never the suite's group.
-            assert group != os.getpgid(0)
-            os.killpg(group, signal.SIGKILL)
 
 
 def test_a_reload_lost_with_the_controller_is_made_by_the_next_run(fault_lab):

@@ -27,7 +27,7 @@ from preflight import preflight_layer_problems  # noqa: E402
 from provision import provision_too_many_deletions, provision_wanted  # noqa: E402
 from role_vars import unknown_role_vars  # noqa: E402
 from serve import serve_base_layer, serve_shipped_releases  # noqa: E402
-from runbook import runbook_host_problems  # noqa: E402
+from runbook import rolling_serial, runbook_host_problems  # noqa: E402
 from wireguard import (wireguard_addresses, wireguard_input_problems, wireguard_network_conflicts,  # noqa: E402
                        wireguard_registry, wireguard_route_conflicts)
 
@@ -441,7 +441,7 @@ GOOD_MODEL = {"name": "tiny", "url": "https://mirror.example/tiny.gguf", "sha256
 
 def bitnet_inputs(**changed):
     names = ("version", "submodule_urls", "venv_requirements", "server_api_key", "profile", "clang_version",
-             "keep_releases", "server_threads", "server_ctx_size", "server_parallel", "health_timeout", "server_bind",
+             "keep_releases", "server_threads", "server_ctx_size", "server_parallel", "health_timeout", "rolling_batch", "server_bind",
              "mesh_interface", "server_extra_args", "user", "models", "model_checksum_required")
     inputs = {f"bitnet_{name}": BITNET_DEFAULTS[f"bitnet_{name}"] for name in names}
     return {**inputs, "bitnet_models": [GOOD_MODEL], **{f"bitnet_{k}": v for k, v in changed.items()}}
@@ -463,6 +463,7 @@ def test_bitnet_defaults_and_good_values_pass():
                                                 " on the controller, every requirement pinned with == and hashed (uv pip compile"
                                                 " --generate-hashes): no such absolute path"),
     ({"server_api_key": "short"}, "bitnet_server_api_key must be empty or at least 16 characters without spaces"),
+    ({"rolling_batch": 0}, "bitnet_rolling_batch must be at least 1, got 0"),
     ({"server_api_key": "a key with spaces in it"}, "bitnet_server_api_key must be empty or at least 16 characters without spaces"),
     ({"profile": "x86_avx3"}, 'bitnet_profile "x86_avx3" is unknown; allowed: auto, native, arm_dotprod, x86_avx2, x86_avx512, x86_avx512_vnni'),
     ({"clang_version": 17}, "bitnet_clang_version must be unset (the distribution's) or 18 and newer, got 17"),
@@ -519,6 +520,18 @@ def test_runbook_hosts_are_fleet_hosts_over_ssh():
         "host: me is reached by connection local, not SSH: a runbook changes hosts of the fleet, never the machine it runs on"]
     assert runbook_host_problems("a,", hosts, hostvars) == runbook_host_problems("", hosts, hostvars) == [
         "give host=NAME[,NAME...], hosts of the inventory (a, b, me)"]
+
+
+def test_a_rolling_play_keeps_a_serving_host_out_of_each_batch():
+    # A first run (nothing serves): all at once; a live fleet: the operator's batch.
+    assert rolling_serial([False, False, False], 1) == 3 and rolling_serial([], 1) == 1
+    assert rolling_serial(["release-a", "release-b", ""], 1) == 1 and rolling_serial([True, True, True], "2") == 2
+    assert rolling_serial([True], 5) == 5, "a single serving host cannot be kept up by any batch"
+    with pytest.raises(AnsibleFilterError, match=r"^bitnet_rolling_batch 3 would change all 3 serving hosts at once .* at most 2$"):
+        rolling_serial([True, True, True], 3, "bitnet_rolling_batch")
+    for wrong in (0, -1, "one", None):
+        with pytest.raises(AnsibleFilterError, match=r"^batch must be a whole number of hosts, at least 1, got "):
+            rolling_serial([True, True], wrong)
 
 
 def test_interface_names():

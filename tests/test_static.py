@@ -75,6 +75,7 @@ def test_inventory_plugin_docs_render():
     ("filter", "bitnet_server_arg_problems", "--embeddings"),
     ("filter", "bitnet_input_problems", "hash lock"),
     ("filter", "runbook_host_problems", "implicit"),
+    ("filter", "rolling_serial", "first run"),
     ("filter", "fleet_status", "burst_price"),
     ("filter", "wireguard_addresses", "registry"),
     ("filter", "wireguard_registry", "directive in it"),

@@ -223,6 +223,7 @@ def bitnet_input_problems(inputs, profiles):
     _at_least(problems, "bitnet_server_ctx_size", inputs["bitnet_server_ctx_size"], 1)
     _at_least(problems, "bitnet_server_parallel", inputs["bitnet_server_parallel"], 1)
     _at_least(problems, "bitnet_health_timeout", inputs["bitnet_health_timeout"], 0)
+    _at_least(problems, "bitnet_rolling_batch", inputs["bitnet_rolling_batch"], 1)
     if inputs["bitnet_server_bind"] in _WILDCARDS:
         problems.append(f"bitnet_server_bind must be a single address, never a wildcard, got {json.dumps(inputs['bitnet_server_bind'])}")
     if not is_interface_name(inputs["bitnet_mesh_interface"]):

@@ -7,9 +7,11 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import ansible_runner
@@ -197,3 +199,36 @@ def render(tmp_path: Path, template: str, cases: list[dict]) -> list[dict]:
                                       "render_dir": str(tmp_path)}))
     run("ansible-playbook", "-i", ROOT / "inventories" / "controller", "tests/playbooks/render_sky_tasks.yml", f"-e@{cases_file}")
     return [yaml.safe_load((tmp_path / f"{i}.yaml").read_text()) for i in range(len(cases))]
+
+
+def at_task_start(task: str, action) -> callable:
+    """An ansible-runner event handler that calls action(host) once, when `task` (its name up to
+    the templated part) starts on its first host."""
+    fired = threading.Event()
+
+    def handler(event: dict) -> bool:
+        data = event.get("event_data", {})
+        if event.get("event") == "runner_on_start" and data.get("task", "").startswith(task) and not fired.is_set():
+            fired.set()
+            action(data["host"])
+        return True  # keep the event
+
+    handler.fired = fired
+    return handler
+
+
+def kill_playbook(*markers: str) -> None:
+    """The controller dies: SIGKILL to the process group of the ansible-playbook (this test's own
+    child, found by its command line) and its workers, at once; ansible-runner's cancel is only
+    polled every few seconds, time enough for the play to reach its handlers."""
+    for entry in Path("/proc").iterdir():
+        try:
+            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        command = " ".join(args)
+        if entry.name.isdigit() and any(a.endswith("ansible-playbook") for a in args[:2]) and all(m in command for m in markers):
+            group = os.getpgid(int(entry.name))
+            # ansible-runner starts it in a session of its own (pexpect): never the suite's group.
+            assert group != os.getpgid(0)
+            os.killpg(group, signal.SIGKILL)

@@ -33,16 +33,17 @@ class Result:
 
 
 def load(host: str, port: int, clients: int, seconds: float, n_predict: int = 16, key: str = "",
-         max_requests: int = 100_000) -> Result:
+         max_requests: int = 100_000, stop: threading.Event | None = None) -> Result:
     """Run `clients` closed-loop clients against POST /completion for `seconds` (and at most
-    `max_requests` requests in all); a request that gets no answer counts as status 0."""
+    `max_requests` requests in all), or until `stop` is set; a request that gets no answer
+    counts as status 0."""
     result, lock = Result(), threading.Lock()
     body = json.dumps({"prompt": "spill over", "n_predict": n_predict})
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
     deadline = time.monotonic() + seconds
 
     def client() -> None:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (stop and stop.is_set()):
             with lock:
                 if len(result.statuses) >= max_requests:
                     return
