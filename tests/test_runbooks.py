@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from wrinklefree_lab.helpers import FLEET_HOSTS as HOSTS
-from wrinklefree_lab.helpers import ROOT, changed_hosts, converge, fact, http, output, playbook, run, sh
+from wrinklefree_lab.helpers import ROOT, fact, http, output, playbook, run, sh
 
 # The fleet is one lab: its modules run on one pytest-xdist worker, in file order.
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("fleet")]
@@ -111,9 +111,8 @@ def test_rolling_upgrade_stops_and_rolls_back_a_failing_host(converged):
     runner = playbook("playbooks/runbooks/bitnet-upgrade.yml", converged, extravars={"upgrade_models": [new_model]})
     assert runner.rc == 0, output(runner)[-4000:]
     assert {model_sha(host) for host in HOSTS} == {new_sha}
-    # Back to the inventory's model: the plain layer playbook converges the fleet.
-    assert set(changed_hosts(converge(converged, "playbooks/bitnet.yml"))) == set(HOSTS)
-    assert {model_sha(host) for host in HOSTS} == {old_sha}
+    # The fleet stays on the new model: test_safe_change's runs, next on this fleet, roll it back
+    # to the inventory's (each rolling run of bitnet.yml costs minutes under CI's budget).
 
 
 def test_python_example_of_the_runbook_docs(converged, monkeypatch):

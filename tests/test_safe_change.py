@@ -4,7 +4,9 @@ The lab's stand-in server takes lab_model_load_ms to load its model, as a real o
 answering 503 meanwhile: a restart of every server at once fails requests, a rolling change
 (playbooks/bitnet.yml, as site.yml runs it) fails none; a value that only a real start refutes
 stops at the first batch, which is rolled back; a controller killed mid-rollout leaves a host
-out of rotation, and the next run finishes the change and puts it back."""
+out of rotation, and the next run finishes the change and puts it back. The first run also
+brings back the inventory's model, which test_runbooks' upgrade (just before, in file order)
+leaves changed; the last leaves the fleet as the inventory says, for the modules after it."""
 
 from __future__ import annotations
 
