@@ -128,7 +128,7 @@ CASES = {
     ),
     "frontdoor-typo": ({"frontdoor_treshold": 4}, "unknown variable frontdoor_treshold (did you mean frontdoor_threshold?)"),
     "frontdoor-slots": ({"frontdoor_slots": 0}, "frontdoor_slots must be unset or at least 1, got 0"),
-    "frontdoor-threshold": ({"frontdoor_threshold": 0}, "frontdoor_threshold unset or at least 1, got 0"),
+    "frontdoor-threshold": ({"frontdoor_threshold": 0}, "frontdoor_threshold must be unset or at least 1, got 0"),
     "frontdoor-rate-limit": ({"frontdoor_rate_limit": -1}, "frontdoor_rate_limit must be 0 (none) or more, got -1"),
     "bitnet-short-api-key": ({"bitnet_server_api_key": "short"}, "bitnet_server_api_key must be empty or at least 16 characters"),
     "frontdoor-public-bind": (
@@ -273,7 +273,7 @@ def test_one_hosts_bad_input_stops_every_host(closed_host, tmp_path):
     ("playbooks/base.yml", {"base_ssh_port": 70000}, "base_ssh_port must be 1-65535"),
     ("playbooks/wireguard.yml", {"wireguard_port": 0}, "wireguard_port must be 1-65535, got 0"),
     ("playbooks/bitnet.yml", {"bitnet_server_bind": "0.0.0.0"}, "never a wildcard"),
-    ("playbooks/frontdoor.yml", {"frontdoor_threshold": 0}, "frontdoor_threshold unset or at least 1, got 0"),
+    ("playbooks/frontdoor.yml", {"frontdoor_threshold": 0}, "frontdoor_threshold must be unset or at least 1, got 0"),
 ])
 def test_a_layer_played_alone_checks_its_own_input(closed_host, monkeypatch, path, extravars, message):
     """Without site.yml's preflight, the role runs its validate.yml itself, before any change.

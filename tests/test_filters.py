@@ -19,7 +19,7 @@ from base import base_input_problems, base_rule_problems  # noqa: E402
 from bitnet import (bitnet_cmake_args, bitnet_cpu_profile, bitnet_input_problems, bitnet_server_arg_problems,  # noqa: E402
                     bitnet_server_args)
 from fleet_status import fleet_status  # noqa: E402
-from frontdoor import frontdoor_server_binds, frontdoor_servers  # noqa: E402
+from frontdoor import frontdoor_input_problems, frontdoor_server_binds, frontdoor_servers  # noqa: E402
 from interface_name import interface_name  # noqa: E402
 from login_name import login_name  # noqa: E402
 from pip_lock import pip_lock_problems  # noqa: E402
@@ -537,6 +537,56 @@ def test_a_rolling_play_keeps_a_serving_host_out_of_each_batch():
 def test_interface_names():
     assert all(interface_name(name) for name in ("wg0", "wg-prod-mesh-01", "eth0.100", "a" * 15))
     assert not any(interface_name(name) for name in ("wg-prod-mesh-001", "", "wg 0", "wg/0", "wg:0", ".", "..", None, 0))
+
+
+PRIVATE = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "::1/128", "fc00::/7"]
+FRONTDOOR_DEFAULTS = yaml.safe_load((ROOT / "roles" / "frontdoor" / "defaults" / "main.yml").read_text())
+
+
+def frontdoor_inputs(**changed):
+    names = ("port", "stats_port", "allow_from", "tls_certificate", "api_keys", "rate_limit", "slots", "threshold",
+             "queue_timeout", "server_timeout", "burst", "burst_endpoint", "burst_api_key", "burst_ca_file")
+    inputs = {f"frontdoor_{name}": FRONTDOOR_DEFAULTS[f"frontdoor_{name}"] for name in names}
+    return {**inputs, "frontdoor_bind": "10.213.1.11", **{f"frontdoor_{k}": v for k, v in changed.items()}}
+
+
+def test_front_door_defaults_and_good_values_pass(tmp_path):
+    pem = tmp_path / "fd.pem"
+    pem.write_text("x")
+    assert frontdoor_input_problems(frontdoor_inputs(), PRIVATE) == []
+    assert frontdoor_input_problems(frontdoor_inputs(
+        bind="203.0.113.7", tls_certificate=str(pem), api_keys=["k" * 16], allow_from=["10.0.0.0/8", "192.0.2.7", "fd00::/8"],
+        slots="4", threshold=6, burst=True, burst_endpoint="https://burst.example:30001", burst_api_key="b" * 20), PRIVATE) == []
+    assert frontdoor_input_problems(frontdoor_inputs(
+        burst=True, burst_endpoint="http://10.1.2.3:8080", burst_api_key="b" * 20), PRIVATE) == []
+
+
+@pytest.mark.parametrize("changed,problem", [
+    ({"port": 0}, "frontdoor_port and frontdoor_stats_port must be two ports 1-65535, got 0 and 8404"),
+    ({"stats_port": 8000}, "frontdoor_port and frontdoor_stats_port must be two ports 1-65535, got 8000 and 8000"),
+    ({"bind": "0.0.0.0"}, 'frontdoor_bind must be one address of the host (not 0.0.0.0 or ::), got "0.0.0.0"'),
+    ({"bind": ""}, 'frontdoor_bind must be one address of the host (not 0.0.0.0 or ::), got ""'),
+    ({"allow_from": ["10.0.0.0/8", "10.0.0.0/33", "office"]}, "frontdoor_allow_from must be addresses or networks, not: ['10.0.0.0/33', 'office']"),
+    ({"bind": "203.0.113.7"}, "frontdoor_bind 203.0.113.7 is a public address: set frontdoor_tls_certificate (a PEM file) and frontdoor_api_keys"),
+    ({"api_keys": ["short"]}, "frontdoor_api_keys must be 16 or more characters of A-Z a-z 0-9 . _ ~ + / = - each"),
+    ({"api_keys": ["k" * 16 + "\n"]}, "frontdoor_api_keys must be 16 or more characters of A-Z a-z 0-9 . _ ~ + / = - each"),
+    ({"rate_limit": -1}, "frontdoor_rate_limit must be 0 (none) or more, got -1"),
+    ({"slots": 0}, "frontdoor_slots must be unset or at least 1, got 0"),
+    ({"threshold": "x"}, "frontdoor_threshold must be unset or at least 1, got x"),
+    ({"server_timeout": 0}, "frontdoor_queue_timeout and frontdoor_server_timeout must be at least 1 s, got 30 and 0"),
+    ({"burst": True, "burst_endpoint": "https://b.example:1"},
+     "frontdoor_burst_api_key is empty: the burst replicas ask every request for their key (the serve role's API key)"),
+    ({"burst": True, "burst_api_key": "b" * 20},
+     'frontdoor_burst_endpoint must be https://HOST:PORT, or http://ADDRESS:PORT on a private address, got ""'),
+    ({"burst": True, "burst_api_key": "b" * 20, "burst_endpoint": "http://198.51.100.9:30001"},
+     'got "http://198.51.100.9:30001" (a public endpoint needs TLS)'),
+    ({"burst": True, "burst_api_key": "b" * 20, "burst_endpoint": "https://b.example"}, 'got "https://b.example"'),
+    ({"burst": True, "burst_api_key": "b" * 20, "burst_endpoint": "https://b.example:99999"}, 'got "https://b.example:99999"'),
+    ({"tls_certificate": "/nonexistent/fd.pem"}, "/nonexistent/fd.pem does not exist on the controller"),
+])
+def test_front_door_input_problems_name_the_variable(changed, problem):
+    problems = frontdoor_input_problems(frontdoor_inputs(**changed), PRIVATE)
+    assert len(problems) == 1 and problem in problems[0], problems
 
 
 def test_front_door_servers_from_facts():
