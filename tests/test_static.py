@@ -70,7 +70,7 @@ def test_inventory_plugin_docs_render():
     ("module", "sky_service_info", "is_spot"),
     ("module", "sky_accelerator_info", "show-gpus"),
     ("filter", "frontdoor_servers", "another host's address"),
-    ("filter", "frontdoor_input_problems", "the internet reaches"),
+    ("filter", "frontdoor_input_problems", "internet"),
     ("filter", "frontdoor_server_binds", "mesh address"),
     ("filter", "bitnet_server_args", "mlock"),
     ("filter", "bitnet_server_arg_problems", "--embeddings"),
